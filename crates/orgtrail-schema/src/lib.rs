@@ -1,0 +1,1 @@
+//! Panther-compatible log schemas.
