@@ -1,0 +1,836 @@
+//! The normalizer: one JSON line in, one row or one classification failure out.
+//!
+//! It decodes the line straight into the schema's shape with serde seeds (no intermediate
+//! `serde_json::Value`): unknown keys are skipped, scalars are read from their raw JSON text so that
+//! Panther's coercions see the literal (a number's text, a string's bytes), `json` fields keep their
+//! bytes verbatim, and every type or rule violation is recorded with its JSON path instead of stopping
+//! at the first.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use serde::Serialize;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+
+use crate::indicators::Indicators;
+use crate::schema::{Field, IpVersion, Schema, StringRules, Type};
+use crate::time::TimeFormat;
+
+/// A normalized value, shaped by the schema. Strings and `json` text borrow from the input line
+/// when they can.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value<'a> {
+    /// Only as an array element (`[1, null]`); absent fields are `None` in their slot.
+    Null,
+    String(Cow<'a, str>),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Timestamp(Timestamp),
+    /// One slot per schema field, in schema order; `None` = absent.
+    Object(Vec<Option<Value<'a>>>),
+    Array(Vec<Value<'a>>),
+    /// Raw JSON text, byte for byte as in the input.
+    Json(Cow<'a, str>),
+}
+
+impl Value<'_> {
+    /// Copies every borrowed string so the value outlives the input line.
+    pub fn into_owned(self) -> Value<'static> {
+        match self {
+            Value::Null => Value::Null,
+            Value::String(s) => Value::String(Cow::Owned(s.into_owned())),
+            Value::Int(i) => Value::Int(i),
+            Value::Float(f) => Value::Float(f),
+            Value::Bool(b) => Value::Bool(b),
+            Value::Timestamp(t) => Value::Timestamp(t),
+            Value::Object(slots) => Value::Object(owned_slots(slots)),
+            Value::Array(items) => Value::Array(items.into_iter().map(Value::into_owned).collect()),
+            Value::Json(s) => Value::Json(Cow::Owned(s.into_owned())),
+        }
+    }
+}
+
+fn owned_slots(slots: Vec<Option<Value<'_>>>) -> Vec<Option<Value<'static>>> {
+    slots
+        .into_iter()
+        .map(|v| v.map(Value::into_owned))
+        .collect()
+}
+
+/// A normalized event: the schema's fields plus the `p_*` standard fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row<'a> {
+    /// Top-level fields in schema order; `None` = absent.
+    pub fields: Vec<Option<Value<'a>>>,
+    pub row_id: String,
+    pub event_time: Timestamp,
+    pub parse_time: Timestamp,
+    /// Sorted, de-duplicated `p_any_*` values.
+    pub indicators: Indicators,
+    /// The schema has an event-time field, it was present, but no format parsed it
+    /// (`p_event_time` fell back to `p_parse_time`).
+    pub event_time_unparsed: bool,
+}
+
+impl Row<'_> {
+    pub fn into_owned(self) -> Row<'static> {
+        Row {
+            fields: owned_slots(self.fields),
+            row_id: self.row_id,
+            event_time: self.event_time,
+            parse_time: self.parse_time,
+            indicators: self.indicators,
+            event_time_unparsed: self.event_time_unparsed,
+        }
+    }
+}
+
+/// One problem with an input line: where (a JSON path such as `$.attributes.time`) and what.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// A line that does not fit the schema: every problem found, and the raw line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    pub errors: Vec<FieldError>,
+    /// The raw line (invalid UTF-8 replaced by U+FFFD; see `payload_base64`).
+    pub payload: String,
+    /// The exact bytes, base64, only when the line is not valid UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload_base64: Option<String>,
+}
+
+/// What became of one input line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome<'a> {
+    Row(Row<'a>),
+    Failure(Failure),
+    /// An empty (or whitespace-only) line: skipped, as Panther does.
+    Skip,
+}
+
+/// A compiled schema plus the source it normalizes for. Cheap to clone; use one per source.
+#[derive(Debug, Clone)]
+pub struct Normalizer {
+    schema: Arc<Schema>,
+    source_id: Option<String>,
+    source_label: Option<String>,
+}
+
+impl Normalizer {
+    pub fn new(schema: Arc<Schema>) -> Self {
+        Normalizer {
+            schema,
+            source_id: None,
+            source_label: None,
+        }
+    }
+
+    /// Sets `p_source_id` and `p_source_label` (empty = omitted).
+    pub fn with_source(mut self, id: Option<String>, label: Option<String>) -> Self {
+        self.source_id = id.filter(|s| !s.is_empty());
+        self.source_label = label.filter(|s| !s.is_empty());
+        self
+    }
+
+    pub fn schema(&self) -> &Arc<Schema> {
+        &self.schema
+    }
+
+    pub fn source_id(&self) -> Option<&str> {
+        self.source_id.as_deref()
+    }
+
+    pub fn source_label(&self) -> Option<&str> {
+        self.source_label.as_deref()
+    }
+
+    /// Normalizes one line with the current time as `p_parse_time`.
+    pub fn normalize<'a>(&self, line: &'a [u8]) -> Outcome<'a> {
+        self.normalize_at(line, Timestamp::now())
+    }
+
+    /// Normalizes one line with a given `p_parse_time`.
+    pub fn normalize_at<'a>(&self, line: &'a [u8], parse_time: Timestamp) -> Outcome<'a> {
+        let text = match std::str::from_utf8(line) {
+            Ok(t) => t,
+            Err(e) => {
+                use base64::Engine;
+                return Outcome::Failure(Failure {
+                    errors: vec![FieldError {
+                        path: "$".into(),
+                        message: format!(
+                            "the line is not valid UTF-8 (first bad byte at offset {}); the exact bytes are in payload_base64",
+                            e.valid_up_to()
+                        ),
+                    }],
+                    payload: String::from_utf8_lossy(line).into_owned(),
+                    payload_base64: Some(base64::engine::general_purpose::STANDARD.encode(line)),
+                });
+            }
+        };
+        let trimmed = text.trim();
+        if trimmed.is_empty() {
+            return Outcome::Skip;
+        }
+        let mut ctx = Ctx::default();
+        let mut de = serde_json::Deserializer::from_str(trimmed);
+        let parsed = FieldsSeed {
+            fields: &self.schema.fields,
+            embedded: false,
+            ctx: &mut ctx,
+        }
+        .deserialize(&mut de)
+        .and_then(|v| de.end().map(|()| v));
+        let fields = match parsed {
+            Ok(Some(fields)) => fields,
+            Ok(None) => Vec::new(), // an error was recorded (not an object)
+            Err(e) => {
+                ctx.path.clear();
+                ctx.error(format!("invalid JSON: {e}"));
+                Vec::new()
+            }
+        };
+        if !ctx.errors.is_empty() {
+            return Outcome::Failure(Failure {
+                errors: ctx.errors,
+                payload: text.to_owned(),
+                payload_base64: None,
+            });
+        }
+        let mut indicators = ctx.indicators;
+        indicators.finish();
+        let event_id = self
+            .schema
+            .event_id
+            .as_deref()
+            .and_then(|p| lookup_str(&fields, p));
+        let row_id = row_id(
+            self.source_id.as_deref().unwrap_or(""),
+            event_id.unwrap_or(trimmed),
+        );
+        Outcome::Row(Row {
+            fields,
+            row_id,
+            event_time: ctx.event_time.map_or(parse_time, |(_, t)| t),
+            parse_time,
+            indicators,
+            event_time_unparsed: ctx.event_time_unparsed,
+        })
+    }
+}
+
+/// `p_row_id`: the first 32 hex digits of SHA-256(`source_id:event_id`), so a replayed event gets
+/// the same id. Without an event id, the trimmed raw line stands in for it.
+pub fn row_id(source_id: &str, event_id: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(source_id.as_bytes());
+    h.update(b":");
+    h.update(event_id.as_bytes());
+    let digest = h.finalize();
+    let mut out = String::with_capacity(32);
+    for b in &digest[..16] {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    out
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+fn lookup_str<'v>(fields: &'v [Option<Value<'_>>], path: &[usize]) -> Option<&'v str> {
+    let (first, rest) = path.split_first()?;
+    match (fields.get(*first)?.as_ref()?, rest) {
+        (Value::String(s), []) if !s.is_empty() => Some(s),
+        (Value::Object(inner), rest) if !rest.is_empty() => lookup_str(inner, rest),
+        _ => None,
+    }
+}
+
+enum Seg<'s> {
+    Key(&'s str),
+    Index(usize),
+}
+
+#[derive(Default)]
+struct Ctx<'s> {
+    errors: Vec<FieldError>,
+    path: Vec<Seg<'s>>,
+    indicators: Indicators,
+    event_time: Option<(u32, Timestamp)>,
+    event_time_unparsed: bool,
+    /// Inside an array, `required` and `validate` are not checked (Panther has no `dive`).
+    array_depth: u32,
+}
+
+impl Ctx<'_> {
+    fn error(&mut self, message: String) {
+        use std::fmt::Write;
+        let mut path = String::from("$");
+        for seg in &self.path {
+            // Writing into a String cannot fail.
+            let _ = match seg {
+                Seg::Key(k) => write!(path, ".{k}"),
+                Seg::Index(i) => write!(path, "[{i}]"),
+            };
+        }
+        self.errors.push(FieldError { path, message });
+    }
+
+    fn event_time(&mut self, priority: u32, t: Timestamp) {
+        if self.event_time.is_none_or(|(p, _)| priority < p) {
+            self.event_time = Some((priority, t));
+        }
+    }
+}
+
+/// The JSON kind of a raw value, from its first byte.
+fn kind_of(raw: &str) -> &'static str {
+    match raw.as_bytes().first() {
+        Some(b'"') => "a string",
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
+    }
+}
+
+/// Shows a value in an error message, shortened.
+fn show(raw: &str) -> String {
+    const MAX: usize = 80;
+    if raw.len() <= MAX {
+        return raw.to_owned();
+    }
+    let mut end = MAX;
+    while !raw.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &raw[..end])
+}
+
+/// The content of a raw JSON string literal.
+fn decode_str(raw: &str) -> Cow<'_, str> {
+    let inner = &raw[1..raw.len() - 1];
+    if !inner.contains('\\') {
+        return Cow::Borrowed(inner);
+    }
+    // The literal was already validated by the parser, so this cannot fail; keep the raw text if
+    // it somehow does rather than lose it.
+    serde_json::from_str::<String>(raw).map_or(Cow::Borrowed(inner), Cow::Owned)
+}
+
+struct FieldsSeed<'s, 'c> {
+    fields: &'s [Field],
+    embedded: bool,
+    ctx: &'c mut Ctx<'s>,
+}
+
+type Slots<'de> = Vec<Option<Value<'de>>>;
+
+impl<'de, 's> DeserializeSeed<'de> for FieldsSeed<'s, '_> {
+    type Value = Option<Slots<'de>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+/// Matches an object key against the schema's field names without allocating.
+struct KeySeed<'s>(&'s [Field]);
+
+impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
+    type Value = Option<usize>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed<'_> {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
+        Ok(self.0.iter().position(|f| f.name == key))
+    }
+}
+
+/// What to do with a value of the wrong JSON kind: record the error, consume it, yield absent.
+macro_rules! wrong_kind {
+    ($expected:literal) => {
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+            self.ctx.error(format!(
+                concat!("expected ", $expected, ", got the boolean {}"),
+                v
+            ));
+            Ok(None)
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            self.ctx.error(format!(
+                concat!("expected ", $expected, ", got the number {}"),
+                v
+            ));
+            Ok(None)
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            self.ctx.error(format!(
+                concat!("expected ", $expected, ", got the number {}"),
+                v
+            ));
+            Ok(None)
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            self.ctx.error(format!(
+                concat!("expected ", $expected, ", got the number {}"),
+                v
+            ));
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    };
+}
+
+impl<'de, 's> Visitor<'de> for FieldsSeed<'s, '_> {
+    type Value = Option<Slots<'de>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    wrong_kind!("an object");
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        if !self.embedded {
+            self.ctx.error(format!(
+                "expected an object, got the string {}",
+                show(&format!("{v:?}"))
+            ));
+            return Ok(None);
+        }
+        let mut nested = serde_json::Deserializer::from_str(v);
+        let fields = self.fields;
+        let ctx = self.ctx;
+        let parsed = FieldsSeed {
+            fields,
+            embedded: false,
+            ctx: &mut *ctx,
+        }
+        .deserialize(&mut nested)
+        .and_then(|x| nested.end().map(|()| x));
+        match parsed {
+            Ok(slots) => Ok(slots.map(owned_slots)),
+            Err(e) => {
+                ctx.error(format!(
+                    "isEmbeddedJSON: the string is not a JSON object: {e}"
+                ));
+                Ok(None)
+            }
+        }
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        self.ctx.error("expected an object, got an array".into());
+        Ok(None)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let fields = self.fields;
+        let ctx = self.ctx;
+        let mut slots: Slots<'de> = (0..fields.len()).map(|_| None).collect();
+        while let Some(key) = map.next_key_seed(KeySeed(fields))? {
+            match key {
+                Some(i) => {
+                    ctx.path.push(Seg::Key(&fields[i].name));
+                    slots[i] = map.next_value_seed(ValueSeed {
+                        ty: &fields[i].ty,
+                        ctx: &mut *ctx,
+                    })?;
+                    ctx.path.pop();
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        if ctx.array_depth == 0 {
+            for (field, slot) in fields.iter().zip(&slots) {
+                if field.required && slot.is_none() {
+                    ctx.path.push(Seg::Key(&field.name));
+                    let what = match field.ty {
+                        Type::String(_) | Type::Object { .. } | Type::Json { .. } => {
+                            "missing or null"
+                        }
+                        Type::Array { .. } => "missing, null or empty",
+                        _ => "missing, null or \"\"",
+                    };
+                    ctx.error(format!("required field is {what}"));
+                    ctx.path.pop();
+                }
+            }
+        }
+        Ok(Some(slots))
+    }
+}
+
+struct ValueSeed<'s, 'c> {
+    ty: &'s Type,
+    ctx: &'c mut Ctx<'s>,
+}
+
+impl<'de, 's> DeserializeSeed<'de> for ValueSeed<'s, '_> {
+    type Value = Option<Value<'de>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        match self.ty {
+            Type::Object {
+                fields,
+                embedded_json,
+            } => {
+                let seed = FieldsSeed {
+                    fields,
+                    embedded: *embedded_json,
+                    ctx: self.ctx,
+                };
+                Ok(seed.deserialize(d)?.map(Value::Object))
+            }
+            Type::Array {
+                element,
+                embedded_json,
+            } => d.deserialize_any(ArrayVisitor {
+                element,
+                embedded: *embedded_json,
+                ctx: self.ctx,
+            }),
+            ty => {
+                let raw = <&'de RawValue>::deserialize(d)?;
+                Ok(scalar(ty, raw.get(), self.ctx))
+            }
+        }
+    }
+}
+
+use serde::Deserialize as _;
+
+struct ArrayVisitor<'s, 'c> {
+    element: &'s Type,
+    embedded: bool,
+    ctx: &'c mut Ctx<'s>,
+}
+
+impl<'de, 's> Visitor<'de> for ArrayVisitor<'s, '_> {
+    type Value = Option<Value<'de>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON array")
+    }
+
+    wrong_kind!("an array");
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        if !self.embedded {
+            self.ctx.error(format!(
+                "expected an array, got the string {}",
+                show(&format!("{v:?}"))
+            ));
+            return Ok(None);
+        }
+        let mut nested = serde_json::Deserializer::from_str(v);
+        let (element, ctx) = (self.element, self.ctx);
+        let result = nested
+            .deserialize_any(ArrayVisitor {
+                element,
+                embedded: false,
+                ctx: &mut *ctx,
+            })
+            .and_then(|x| nested.end().map(|()| x));
+        match result {
+            Ok(v) => Ok(v.map(Value::into_owned)),
+            Err(e) => {
+                ctx.error(format!(
+                    "isEmbeddedJSON: the string is not a JSON array: {e}"
+                ));
+                Ok(None)
+            }
+        }
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        self.ctx.error("expected an array, got an object".into());
+        Ok(None)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let ctx = self.ctx;
+        ctx.array_depth += 1;
+        let mut items = Vec::new();
+        loop {
+            ctx.path.push(Seg::Index(items.len()));
+            let item = seq.next_element_seed(ValueSeed {
+                ty: self.element,
+                ctx: &mut *ctx,
+            })?;
+            ctx.path.pop();
+            match item {
+                None => break,
+                Some(v) => items.push(v.unwrap_or(Value::Null)),
+            }
+        }
+        ctx.array_depth -= 1;
+        Ok((!items.is_empty()).then_some(Value::Array(items)))
+    }
+}
+
+/// Applies Panther's coercions for a scalar type to a raw JSON value.
+fn scalar<'de>(ty: &Type, raw: &'de str, ctx: &mut Ctx<'_>) -> Option<Value<'de>> {
+    let first = raw.as_bytes().first().copied();
+    if first == Some(b'n') {
+        return None; // null = absent
+    }
+    let is_str = first == Some(b'"');
+    let is_num = matches!(first, Some(b'-' | b'0'..=b'9'));
+    match ty {
+        Type::Json { embedded_json } => {
+            if *embedded_json && is_str {
+                let content = decode_str(raw);
+                if content.is_empty() {
+                    return None;
+                }
+                return match serde_json::from_str::<&RawValue>(&content) {
+                    Ok(_) => Some(Value::Json(Cow::Owned(content.trim().to_owned()))),
+                    Err(e) => {
+                        ctx.error(format!("isEmbeddedJSON: the string is not JSON: {e}"));
+                        None
+                    }
+                };
+            }
+            Some(Value::Json(Cow::Borrowed(raw)))
+        }
+        Type::String(st) => {
+            let s: Cow<'de, str> = match first {
+                Some(b'"') => decode_str(raw),
+                Some(b't') => Cow::Borrowed("true"),
+                Some(b'f') => Cow::Borrowed("false"),
+                _ if is_num => Cow::Borrowed(raw),
+                _ => {
+                    ctx.error(format!("expected a string, got {}", kind_of(raw)));
+                    return None;
+                }
+            };
+            if ctx.array_depth == 0
+                && let Some(rules) = &st.validate
+            {
+                check_rules(rules, &s, ctx);
+            }
+            for ind in &st.indicators {
+                ctx.indicators.scan(*ind, &s);
+            }
+            if let Some(et) = &st.event_time
+                && !s.is_empty()
+            {
+                match parse_time(&et.formats, &s, false) {
+                    Some(t) => ctx.event_time(et.priority, t),
+                    None => ctx.event_time_unparsed = true,
+                }
+            }
+            Some(Value::String(s))
+        }
+        Type::Int(width) => {
+            let text: Cow<str> = if is_str {
+                decode_str(raw)
+            } else {
+                Cow::Borrowed(raw)
+            };
+            if is_str && text.is_empty() {
+                return None;
+            }
+            let parsed = if is_num || is_str {
+                text.parse::<i64>().ok()
+            } else {
+                None
+            };
+            let (lo, hi) = width.range();
+            match parsed {
+                Some(v) if (lo..=hi).contains(&v) => Some(Value::Int(v)),
+                Some(_) => {
+                    ctx.error(format!(
+                        "{} is out of range for {} ({lo}..={hi})",
+                        show(raw),
+                        width.type_name()
+                    ));
+                    None
+                }
+                None => {
+                    ctx.error(format!(
+                        "expected an integer ({}), got {} {}",
+                        width.type_name(),
+                        kind_of(raw),
+                        show(raw)
+                    ));
+                    None
+                }
+            }
+        }
+        Type::Float => {
+            let text: Cow<str> = if is_str {
+                decode_str(raw)
+            } else {
+                Cow::Borrowed(raw)
+            };
+            if is_str && text.is_empty() {
+                return None;
+            }
+            match (is_num || is_str)
+                .then(|| text.trim().parse::<f64>().ok())
+                .flatten()
+            {
+                Some(v) if v.is_finite() => Some(Value::Float(v)),
+                _ => {
+                    ctx.error(format!(
+                        "expected a float, got {} {}",
+                        kind_of(raw),
+                        show(raw)
+                    ));
+                    None
+                }
+            }
+        }
+        Type::Boolean => {
+            let text: Cow<str> = if is_str {
+                decode_str(raw)
+            } else {
+                Cow::Borrowed(raw)
+            };
+            let v = match &*text {
+                "" if is_str => return None,
+                "true" | "1" | "t" | "T" | "TRUE" | "True" => true,
+                "false" | "0" | "f" | "F" | "FALSE" | "False" => false,
+                _ => {
+                    ctx.error(format!(
+                        "expected a boolean, got {} {}",
+                        kind_of(raw),
+                        show(raw)
+                    ));
+                    return None;
+                }
+            };
+            if !is_str && is_num && !matches!(raw, "0" | "1") {
+                ctx.error(format!("expected a boolean, got the number {raw}"));
+                return None;
+            }
+            if !is_str && !is_num && first != Some(b't') && first != Some(b'f') {
+                ctx.error(format!("expected a boolean, got {}", kind_of(raw)));
+                return None;
+            }
+            Some(Value::Bool(v))
+        }
+        Type::Timestamp(tt) => {
+            if !is_str && !is_num {
+                ctx.error(format!("expected a timestamp, got {}", kind_of(raw)));
+                return None;
+            }
+            let text: Cow<str> = if is_str {
+                decode_str(raw)
+            } else {
+                Cow::Borrowed(raw)
+            };
+            if text.is_empty() {
+                return None;
+            }
+            match parse_time(&tt.formats, &text, is_num) {
+                Some(t) => {
+                    if let Some(et) = &tt.event_time {
+                        ctx.event_time(et.priority, t);
+                    }
+                    Some(Value::Timestamp(t))
+                }
+                None => {
+                    let names: Vec<&str> = tt.formats.iter().map(TimeFormat::name).collect();
+                    ctx.error(format!(
+                        "cannot parse {} as a timestamp with format {}",
+                        show(raw),
+                        names.join(" or ")
+                    ));
+                    None
+                }
+            }
+        }
+        Type::Object { .. } | Type::Array { .. } => None, // handled by their visitors
+    }
+}
+
+fn parse_time(formats: &[TimeFormat], text: &str, is_number: bool) -> Option<Timestamp> {
+    formats.iter().find_map(|f| {
+        if is_number {
+            f.parse_number(text)
+        } else {
+            f.parse_str(text)
+        }
+    })
+}
+
+fn check_rules(rules: &StringRules, s: &str, ctx: &mut Ctx<'_>) {
+    if let Some(allow) = &rules.allow {
+        if !allow.iter().any(|a| a == s) {
+            ctx.error(format!(
+                "{} is not one of the allowed values ({})",
+                show(&format!("{s:?}")),
+                allow.join(", ")
+            ));
+        }
+    } else if let Some(deny) = &rules.deny
+        && deny.iter().any(|d| d == s)
+    {
+        ctx.error(format!("{} is a denied value", show(&format!("{s:?}"))));
+    }
+    if let Some(v) = rules.ip
+        && !ip_matches(s, v)
+    {
+        ctx.error(format!("{} is not {}", show(&format!("{s:?}")), v.name()));
+    }
+    if let Some(v) = rules.cidr {
+        let ok = s.split_once('/').is_some_and(|(addr, bits)| {
+            let max = if addr.contains(':') { 128 } else { 32 };
+            ip_matches(addr, v)
+                && !bits.is_empty()
+                && bits.bytes().all(|c| c.is_ascii_digit())
+                && bits.parse::<u32>().is_ok_and(|b| b <= max)
+        });
+        if !ok {
+            ctx.error(format!(
+                "{} is not a CIDR block of {}",
+                show(&format!("{s:?}")),
+                v.name()
+            ));
+        }
+    }
+}
+
+fn ip_matches(s: &str, v: IpVersion) -> bool {
+    match s.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(_)) => v != IpVersion::V6,
+        Ok(std::net::IpAddr::V6(_)) => v != IpVersion::V4,
+        Err(_) => false,
+    }
+}
