@@ -598,3 +598,65 @@ fn builtin_schema_has_the_seed_fields_and_extensions() {
         Err(SchemaError::UnknownLogType { .. })
     ));
 }
+
+#[test]
+fn builtin_schema_tests_pass_and_a_wrong_expectation_fails() {
+    let reg = Registry::with_builtins().unwrap();
+    let text = include_str!("../schemas/Atlassian.Audit_tests.yml");
+    let cases = schematest::parse(text, "Atlassian.Audit_tests.yml").unwrap();
+    assert!(cases.len() >= 7);
+    for case in &cases {
+        let verdict = schematest::run(case, &reg).unwrap();
+        assert!(verdict.passed(), "{}: {:?}", case.name, verdict.differences);
+    }
+    // Each comparison rule can fail.
+    let mut case = cases[0].clone();
+    let good = case.result.clone().unwrap();
+    for (from, to, expect) in [
+        (
+            "\"Riley Admin\"]",
+            "\"riley admin\"]",
+            "$.p_any_usernames[0]: expected \"riley admin\", got \"Riley Admin\"",
+        ),
+        (
+            "\"p_event_time\":\"2025-06-02T08:42:07Z\"",
+            "\"p_event_time\":\"2025-06-02T08:42:08Z\"",
+            "$.p_event_time: expected 2025-06-02T08:42:08Z, got 2025-06-02T08:42:07Z",
+        ),
+        (
+            "\"p_log_type\":\"Atlassian.Audit\"",
+            "\"p_log_type\":\"Atlassian.Other\"",
+            "$.p_log_type: expected Some(\"Atlassian.Other\"), got Some(\"Atlassian.Audit\")",
+        ),
+        (
+            ",\"p_any_emails\":[\"riley.admin@example.com\"]",
+            "",
+            "$.p_any_emails: not expected, got [\"riley.admin@example.com\"]",
+        ),
+    ] {
+        assert!(good.contains(from), "{from}");
+        case.result = Some(good.replace(from, to));
+        let verdict = schematest::run(&case, &reg).unwrap();
+        assert_eq!(verdict.differences, [expect]);
+    }
+    // Without p_event_time in the expected row, the event time must equal the parse time.
+    let without = good.replace(",\"p_event_time\":\"2025-06-02T08:42:07Z\"", "");
+    case.result = Some(without);
+    let verdict = schematest::run(&case, &reg).unwrap();
+    assert!(
+        verdict.differences[0].starts_with("$.p_event_time: the expected row has none"),
+        "{:?}",
+        verdict.differences
+    );
+    // No result: the input must produce no row.
+    case.result = None;
+    assert_eq!(schematest::run(&case, &reg).unwrap().differences.len(), 1);
+    // Unknown keys are rejected (strict decoding).
+    assert!(
+        schematest::parse(
+            "name: x\nlogType: Atlassian.Audit\ninput: '{}'\nresutl: '{}'\n",
+            "t.yml"
+        )
+        .is_err()
+    );
+}

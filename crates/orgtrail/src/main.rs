@@ -1,1 +1,124 @@
-fn main() {}
+//! `orgtrail`: collect the Atlassian Cloud organization audit log into a data lake you own,
+//! normalized as Panther does it.
+
+mod parse;
+mod schema_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "orgtrail", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    globals: Globals,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command shares.
+#[derive(Debug, clap::Args)]
+struct Globals {
+    /// Where orgtrail keeps its state [default: $XDG_DATA_HOME/orgtrail, else ~/.local/share/orgtrail]
+    #[arg(long, global = true, env = "ORGTRAIL_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// The data lake: a local path or s3://bucket/prefix [default: <data-dir>/lake]
+    #[arg(long, global = true, env = "ORGTRAIL_LAKE", value_name = "URL")]
+    lake: Option<String>,
+    /// A TOML configuration file (sources, alarms) [default: <data-dir>/orgtrail.toml]
+    #[arg(long, global = true, env = "ORGTRAIL_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+impl Globals {
+    fn data_dir(&self) -> anyhow::Result<PathBuf> {
+        if let Some(d) = &self.data_dir {
+            return Ok(d.clone());
+        }
+        let env = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        if let Some(x) = env("XDG_DATA_HOME") {
+            return Ok(x.join("orgtrail"));
+        }
+        match env("HOME") {
+            Some(home) => Ok(home.join(".local/share/orgtrail")),
+            None => anyhow::bail!(
+                "cannot find a data directory: set --data-dir or ORGTRAIL_DATA_DIR (HOME is not set)"
+            ),
+        }
+    }
+
+    fn lake(&self) -> anyhow::Result<String> {
+        match &self.lake {
+            Some(l) => Ok(l.clone()),
+            None => Ok(self.data_dir()?.join("lake").display().to_string()),
+        }
+    }
+
+    fn config(&self) -> anyhow::Result<PathBuf> {
+        match &self.config {
+            Some(c) => Ok(c.clone()),
+            None => Ok(self.data_dir()?.join("orgtrail.toml")),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show, check and test log schemas (Panther's schema language)
+    #[command(subcommand)]
+    Schema(schema_cmd::SchemaCommand),
+    /// Normalize JSON lines with a log schema: one row per line on stdout, failures apart
+    Parse(parse::ParseArgs),
+    /// Print the data directory, lake and configuration file orgtrail would use
+    Paths,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Schema(cmd) => schema_cmd::run(cmd),
+        Command::Parse(args) => parse::run(args),
+        Command::Paths => paths(&cli.globals),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn paths(g: &Globals) -> anyhow::Result<ExitCode> {
+    println!("data dir: {}", g.data_dir()?.display());
+    println!("lake:     {}", g.lake()?);
+    println!("config:   {}", g.config()?.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Loads the built-in schemas plus schema files given on the command line; also returns the log
+/// types of those files.
+fn registry(files: &[PathBuf]) -> anyhow::Result<(orgtrail_schema::Registry, Vec<String>)> {
+    let mut reg = orgtrail_schema::Registry::with_builtins()?;
+    let mut loaded = Vec::new();
+    for f in files {
+        let text = read_text(f)?;
+        let schema = reg.load(&text, &f.display().to_string())?;
+        for w in &schema.warnings {
+            eprintln!("warning: {}: {w}", f.display());
+        }
+        loaded.push(schema.name.clone());
+    }
+    Ok((reg, loaded))
+}
+
+fn read_text(path: &std::path::Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
+}
