@@ -125,12 +125,55 @@ fn write_value(ty: &Type, value: &Value<'_>, layout: TimeLayout, out: &mut Vec<u
 
 /// Writes a JSON string literal; plain strings are copied without going through the escaper.
 pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().all(|c| c >= 0x20 && c != b'"' && c != b'\\') {
+    if !needs_escape(s.as_bytes()) {
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
         out.push(b'"');
     } else {
         // Serializing a str into a Vec cannot fail.
         let _ = serde_json::to_writer(&mut *out, s);
+    }
+}
+
+/// Whether a string has a byte JSON must escape (`"`, `\\`, or a control character below 0x20).
+/// Checks eight bytes at a time (SWAR); most strings need no escaping.
+fn needs_escape(b: &[u8]) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |x: u64| x.wrapping_sub(LO) & !x & HI;
+    let mut chunks = b.chunks_exact(8);
+    for c in &mut chunks {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(c);
+        let x = u64::from_le_bytes(a);
+        // Bytes below 0x20: subtracting 0x20 borrows into the high bit, unless it was already set.
+        let control = x.wrapping_sub(LO * 0x20) & !x & HI;
+        if control | has_zero(x ^ (LO * u64::from(b'"'))) | has_zero(x ^ (LO * u64::from(b'\\')))
+            != 0
+        {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&c| c < 0x20 || c == b'"' || c == b'\\')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn write_str_is_json(s in "\\PC*|[\\x00-\\x7f]{0,40}") {
+            let mut out = Vec::new();
+            write_str(&mut out, &s);
+            let back: String = serde_json::from_slice(&out).unwrap();
+            prop_assert_eq!(back, s.clone());
+            let slow = s.bytes().any(|c| c < 0x20 || c == b'"' || c == b'\\');
+            prop_assert_eq!(needs_escape(s.as_bytes()), slow);
+        }
     }
 }

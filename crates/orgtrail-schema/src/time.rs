@@ -191,24 +191,50 @@ pub enum TimeLayout {
 
 impl TimeLayout {
     pub fn write(self, ts: Timestamp, out: &mut String) {
-        use std::fmt::Write;
         let dt = Offset::UTC.to_datetime(ts);
-        let (y, mo, d) = (dt.year(), dt.month(), dt.day());
-        let (h, mi, s, n) = (dt.hour(), dt.minute(), dt.second(), dt.subsec_nanosecond());
-        // Writing into a String cannot fail.
-        let _ = match self {
-            TimeLayout::Lake => {
-                write!(out, "{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{n:09}")
-            }
-            TimeLayout::Rfc3339 => {
-                let _ = write!(out, "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}");
-                if n != 0 {
-                    let frac = format!("{n:09}");
-                    let _ = write!(out, ".{}", frac.trim_end_matches('0'));
-                }
-                out.write_char('Z')
+        // Hand-rolled: this runs several times per row, and `write!` is slow for it.
+        let mut buf = [0u8; 30];
+        let year = i32::from(dt.year()).clamp(0, 9999) as u32;
+        let mut put = |at: usize, v: u32, width: usize| {
+            let mut v = v;
+            for i in (0..width).rev() {
+                buf[at + i] = b'0' + (v % 10) as u8;
+                v /= 10;
             }
         };
+        put(0, year, 4);
+        put(5, dt.month() as u32, 2);
+        put(8, dt.day() as u32, 2);
+        put(11, dt.hour() as u32, 2);
+        put(14, dt.minute() as u32, 2);
+        put(17, dt.second() as u32, 2);
+        let nanos = dt.subsec_nanosecond() as u32;
+        put(20, nanos, 9);
+        buf[4] = b'-';
+        buf[7] = b'-';
+        buf[13] = b':';
+        buf[16] = b':';
+        buf[19] = b'.';
+        let len = match self {
+            TimeLayout::Lake => {
+                buf[10] = b' ';
+                29
+            }
+            TimeLayout::Rfc3339 => {
+                buf[10] = b'T';
+                let mut end = 29;
+                while buf[end - 1] == b'0' && end > 20 {
+                    end -= 1;
+                }
+                if end == 20 {
+                    end = 19; // no fraction
+                }
+                buf[end] = b'Z';
+                end + 1
+            }
+        };
+        // Only ASCII digits and separators were written.
+        out.push_str(std::str::from_utf8(&buf[..len]).unwrap_or_default());
     }
 
     pub fn format(self, ts: Timestamp) -> String {
