@@ -16,7 +16,10 @@ use crate::server::Sim;
 fn reply(status: StatusCode, v: serde_json::Value) -> Response {
     let mut r = Response::new(Body::from(v.to_string()));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -68,33 +71,58 @@ pub(crate) async fn handle(sim: Arc<Sim>, req: Request, rest: String) -> Respons
             reply(StatusCode::OK, json!({ "orgs": orgs }))
         }
         (Method::GET, ["orgs", org, "events"]) => {
-            let Some(oi) = sim.org_index(org) else { return not_found("unknown org") };
-            let ids_only = form_urlencoded::parse(query.as_bytes()).any(|(k, v)| k == "idsOnly" && v == "true");
+            let Some(oi) = sim.org_index(org) else {
+                return not_found("unknown org");
+            };
+            let ids_only = form_urlencoded::parse(query.as_bytes())
+                .any(|(k, v)| k == "idsOnly" && v == "true");
             ground_truth(sim, oi, ids_only)
         }
-        (Method::POST, ["orgs", org, "revoke-keys"]) | (Method::POST, ["orgs", org, "restore-keys"]) => {
-            let Some(oi) = sim.org_index(org) else { return not_found("unknown org") };
+        (Method::POST, ["orgs", org, "revoke-keys"])
+        | (Method::POST, ["orgs", org, "restore-keys"]) => {
+            let Some(oi) = sim.org_index(org) else {
+                return not_found("unknown org");
+            };
             let revoke = segs[2] == "revoke-keys";
             sim.set_revoked(oi, revoke);
             reply(StatusCode::OK, json!({"org": org, "revoked": revoke}))
         }
-        (Method::GET, ["stats"]) => reply(StatusCode::OK, serde_json::to_value(sim.stats()).unwrap_or_default()),
+        (Method::GET, ["stats"]) => reply(
+            StatusCode::OK,
+            serde_json::to_value(sim.stats()).unwrap_or_default(),
+        ),
         (Method::POST, ["stats", "reset"]) => {
             sim.reset_stats();
             reply(StatusCode::OK, json!({"reset": true}))
         }
-        (Method::GET, ["faults"]) => reply(StatusCode::OK, serde_json::to_value(sim.faults()).unwrap_or_default()),
+        (Method::GET, ["faults"]) => reply(
+            StatusCode::OK,
+            serde_json::to_value(sim.faults()).unwrap_or_default(),
+        ),
         (Method::PUT, ["faults"]) => {
             let body = match axum::body::to_bytes(req.into_body(), 64 * 1024).await {
                 Ok(b) => b,
-                Err(e) => return reply(StatusCode::BAD_REQUEST, json!({"error": format!("cannot read body: {e}")})),
+                Err(e) => {
+                    return reply(
+                        StatusCode::BAD_REQUEST,
+                        json!({"error": format!("cannot read body: {e}")}),
+                    );
+                }
             };
             let f: Faults = match serde_json::from_slice(&body) {
                 Ok(f) => f,
-                Err(e) => return reply(StatusCode::BAD_REQUEST, json!({"error": format!("invalid faults JSON: {e}")})),
+                Err(e) => {
+                    return reply(
+                        StatusCode::BAD_REQUEST,
+                        json!({"error": format!("invalid faults JSON: {e}")}),
+                    );
+                }
             };
             match sim.set_faults(f) {
-                Ok(()) => reply(StatusCode::OK, serde_json::to_value(sim.faults()).unwrap_or_default()),
+                Ok(()) => reply(
+                    StatusCode::OK,
+                    serde_json::to_value(sim.faults()).unwrap_or_default(),
+                ),
                 Err(e) => reply(StatusCode::BAD_REQUEST, json!({"error": e})),
             }
         }
@@ -104,13 +132,19 @@ pub(crate) async fn handle(sim: Arc<Sim>, req: Request, rest: String) -> Respons
         }
         (Method::POST, ["clock", "advance"]) => {
             if !sim.clock().is_manual() {
-                return reply(StatusCode::CONFLICT, json!({"error": "the clock is the system clock; only a manual clock can be advanced"}));
+                return reply(
+                    StatusCode::CONFLICT,
+                    json!({"error": "the clock is the system clock; only a manual clock can be advanced"}),
+                );
             }
             let ms = form_urlencoded::parse(query.as_bytes())
                 .find(|(k, _)| k == "ms")
                 .and_then(|(_, v)| v.parse::<u64>().ok());
             let Some(ms) = ms else {
-                return reply(StatusCode::BAD_REQUEST, json!({"error": "pass ?ms=<milliseconds>"}));
+                return reply(
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": "pass ?ms=<milliseconds>"}),
+                );
             };
             sim.clock().advance(Duration::from_millis(ms));
             reply(StatusCode::OK, json!({"now_ms": sim.clock().now_ms()}))
@@ -131,39 +165,48 @@ fn ground_truth(sim: Arc<Sim>, oi: usize, ids_only: bool) -> Response {
         if ids_only { "ids" } else { "data" }
     );
     // State: (sim, next event index, head sent, finished).
-    let stream = futures_util::stream::unfold((sim, 0usize, false, false), move |(sim, pos, head_sent, done)| {
-        let head = head.clone();
-        async move {
-            if done {
-                return None;
-            }
-            if !head_sent {
-                return Some((Ok::<Bytes, std::io::Error>(Bytes::from(head)), (sim, pos, true, false)));
-            }
-            if pos >= n {
-                return Some((Ok(Bytes::from_static(b"]}")), (sim, pos, true, true)));
-            }
-            let end = (pos + CHUNK).min(n);
-            let mut buf = Vec::new();
-            {
-                let d = sim.orgs[oi].read();
-                for (k, e) in d.events[pos..end].iter().enumerate() {
-                    if pos + k > 0 {
-                        buf.push(b',');
-                    }
-                    if ids_only {
-                        buf.push(b'"');
-                        buf.extend_from_slice(e.id_string().as_bytes());
-                        buf.push(b'"');
-                    } else {
-                        buf.extend_from_slice(&e.json);
+    let stream = futures_util::stream::unfold(
+        (sim, 0usize, false, false),
+        move |(sim, pos, head_sent, done)| {
+            let head = head.clone();
+            async move {
+                if done {
+                    return None;
+                }
+                if !head_sent {
+                    return Some((
+                        Ok::<Bytes, std::io::Error>(Bytes::from(head)),
+                        (sim, pos, true, false),
+                    ));
+                }
+                if pos >= n {
+                    return Some((Ok(Bytes::from_static(b"]}")), (sim, pos, true, true)));
+                }
+                let end = (pos + CHUNK).min(n);
+                let mut buf = Vec::new();
+                {
+                    let d = sim.orgs[oi].read();
+                    for (k, e) in d.events[pos..end].iter().enumerate() {
+                        if pos + k > 0 {
+                            buf.push(b',');
+                        }
+                        if ids_only {
+                            buf.push(b'"');
+                            buf.extend_from_slice(e.id_string().as_bytes());
+                            buf.push(b'"');
+                        } else {
+                            buf.extend_from_slice(&e.json);
+                        }
                     }
                 }
+                Some((Ok(Bytes::from(buf)), (sim, end, true, false)))
             }
-            Some((Ok(Bytes::from(buf)), (sim, end, true, false)))
-        }
-    });
+        },
+    );
     let mut r = Response::new(Body::from_stream(stream));
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }

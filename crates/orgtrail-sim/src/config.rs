@@ -95,7 +95,9 @@ pub fn parse_time_spec(s: &str) -> Result<TimeSpec, String> {
 /// Parses `500ms`, `45s`, `30m`, `12h`, `7d` (a bare number is seconds).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: f64 = num
         .parse()
@@ -106,7 +108,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" | "min" => n * 60.0,
         "h" => n * 3600.0,
         "d" => n * 86_400.0,
-        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use ms, s, m, h or d)")),
+        _ => {
+            return Err(format!(
+                "`{s}`: unknown unit `{unit}` (use ms, s, m, h or d)"
+            ));
+        }
     };
     if !secs.is_finite() || secs < 0.0 {
         return Err(format!("`{s}` is not a valid duration"));
@@ -139,7 +145,9 @@ pub fn parse_live_rate(s: &str) -> Result<LiveRate, String> {
     if !(n.is_finite() && n > 0.0) {
         return Err(format!("`{s}`: the rate must be positive"));
     }
-    Ok(LiveRate { per_second: n / per })
+    Ok(LiveRate {
+        per_second: n / per,
+    })
 }
 
 /// One simulated organization.
@@ -306,7 +314,9 @@ impl Faults {
             return Err("statuses_5xx is empty but http_5xx > 0".into());
         }
         if let Some(s) = self.statuses_5xx.iter().find(|s| !(500..=599).contains(*s)) {
-            return Err(format!("statuses_5xx contains {s}, which is not a 5xx status"));
+            return Err(format!(
+                "statuses_5xx contains {s}, which is not a 5xx status"
+            ));
         }
         Ok(())
     }
@@ -497,7 +507,12 @@ pub struct SimArgs {
 
     /// API key; repeat it: the N-th --key belongs to the N-th --org. A single --key is valid for
     /// every org. Default: test-key. These are test keys, but they are never logged.
-    #[arg(long = "key", value_name = "KEY", env = "ORGTRAIL_SIM_KEY", hide_env_values = true)]
+    #[arg(
+        long = "key",
+        value_name = "KEY",
+        env = "ORGTRAIL_SIM_KEY",
+        hide_env_values = true
+    )]
     pub keys: Vec<String>,
 
     /// Additional key for an org, as ORG_ID=KEY (repeatable).
@@ -674,12 +689,17 @@ impl SimArgs {
             .enumerate()
             .map(|(i, id)| OrgConfig {
                 id: id.clone(),
-                keys: vec![KeyConfig::new(if keys.len() == 1 { &keys[0] } else { &keys[i] }.clone())],
+                keys: vec![KeyConfig::new(
+                    if keys.len() == 1 { &keys[0] } else { &keys[i] }.clone(),
+                )],
             })
             .collect();
         for ok in &self.org_keys {
             let org = orgs.iter_mut().find(|o| o.id == ok.org).ok_or_else(|| {
-                SimError::Config(format!("--org-key names org `{}`, which is not configured with --org", ok.org))
+                SimError::Config(format!(
+                    "--org-key names org `{}`, which is not configured with --org",
+                    ok.org
+                ))
             })?;
             org.keys.push(KeyConfig::new(ok.key.clone()));
         }
@@ -688,9 +708,14 @@ impl SimArgs {
                 if let Some(o) = &ot.org
                     && !orgs.iter().any(|x| &x.id == o)
                 {
-                    return Err(SimError::Config(format!("org `{o}` in a key time flag is not configured with --org")));
+                    return Err(SimError::Config(format!(
+                        "org `{o}` in a key time flag is not configured with --org"
+                    )));
                 }
-                for org in orgs.iter_mut().filter(|x| ot.org.as_ref().is_none_or(|o| *o == x.id)) {
+                for org in orgs
+                    .iter_mut()
+                    .filter(|x| ot.org.as_ref().is_none_or(|o| *o == x.id))
+                {
                     for k in &mut org.keys {
                         if is_expiry {
                             k.expires_at = Some(ot.time);
@@ -767,8 +792,19 @@ mod tests {
     #[test]
     fn parses_the_issue_example() {
         let cli = Cli::try_parse_from([
-            "x", "--listen", "127.0.0.1:8099", "--org", "11111111-2222-3333-4444-555555555555", "--key",
-            "test-key", "--events", "100000", "--seed", "7", "--live-rate", "20/s",
+            "x",
+            "--listen",
+            "127.0.0.1:8099",
+            "--org",
+            "11111111-2222-3333-4444-555555555555",
+            "--key",
+            "test-key",
+            "--events",
+            "100000",
+            "--seed",
+            "7",
+            "--live-rate",
+            "20/s",
         ])
         .unwrap();
         let c = cli.sim.to_config().unwrap();
@@ -782,20 +818,49 @@ mod tests {
     #[test]
     fn keys_pair_with_orgs() {
         let cli = Cli::try_parse_from([
-            "x", "--org", "a", "--org", "b", "--key", "ka", "--key", "kb", "--org-key", "a=ka2",
-            "--key-revoke-at", "b=+5m", "--key-expires-at", "2030-01-01T00:00:00Z",
-            "--rl-headers", "ratelimit,retry-after", "--rl-reset-offset", "-30",
+            "x",
+            "--org",
+            "a",
+            "--org",
+            "b",
+            "--key",
+            "ka",
+            "--key",
+            "kb",
+            "--org-key",
+            "a=ka2",
+            "--key-revoke-at",
+            "b=+5m",
+            "--key-expires-at",
+            "2030-01-01T00:00:00Z",
+            "--rl-headers",
+            "ratelimit,retry-after",
+            "--rl-reset-offset",
+            "-30",
         ])
         .unwrap();
         let c = cli.sim.to_config().unwrap();
-        assert_eq!(c.orgs[0].keys.iter().map(|k| k.secret()).collect::<Vec<_>>(), ["ka", "ka2"]);
+        assert_eq!(
+            c.orgs[0]
+                .keys
+                .iter()
+                .map(|k| k.secret())
+                .collect::<Vec<_>>(),
+            ["ka", "ka2"]
+        );
         assert_eq!(c.orgs[1].keys[0].secret(), "kb");
-        assert_eq!(c.orgs[1].keys[0].revoke_at, Some(TimeSpec::AfterStart(Duration::from_secs(300))));
+        assert_eq!(
+            c.orgs[1].keys[0].revoke_at,
+            Some(TimeSpec::AfterStart(Duration::from_secs(300)))
+        );
         assert!(c.orgs[0].keys[0].revoke_at.is_none());
         assert!(c.orgs[0].keys[1].expires_at.is_some());
         assert!(c.rate_limits.header_retry_after);
         assert_eq!(c.rate_limits.reset_offset_secs, -30);
-        let bad = Cli::try_parse_from(["x", "--org", "a", "--org", "b", "--org", "c", "--key", "1", "--key", "2"]).unwrap();
+        let bad = Cli::try_parse_from([
+            "x", "--org", "a", "--org", "b", "--org", "c", "--key", "1", "--key", "2",
+        ])
+        .unwrap();
         assert!(bad.sim.to_config().is_err());
     }
 
@@ -807,7 +872,10 @@ mod tests {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert!(parse_duration("3 weeks").is_err());
         assert!(parse_time_spec("yesterday").is_err());
-        assert_eq!(parse_time_spec("1970-01-01T00:00:01Z").unwrap(), TimeSpec::AtMs(1000));
+        assert_eq!(
+            parse_time_spec("1970-01-01T00:00:01Z").unwrap(),
+            TimeSpec::AtMs(1000)
+        );
         assert!(parse_prob("1.5").is_err());
     }
 }

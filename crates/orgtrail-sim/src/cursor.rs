@@ -83,8 +83,12 @@ impl Cursor {
         if checksum(secret, body) != u64::from_be_bytes(sum.try_into().ok()?) {
             return None;
         }
-        let u64_at = |o: usize| -> Option<u64> { Some(u64::from_be_bytes(b.get(o..o + 8)?.try_into().ok()?)) };
-        let u32_at = |o: usize| -> Option<u32> { Some(u32::from_be_bytes(b.get(o..o + 4)?.try_into().ok()?)) };
+        let u64_at = |o: usize| -> Option<u64> {
+            Some(u64::from_be_bytes(b.get(o..o + 8)?.try_into().ok()?))
+        };
+        let u32_at = |o: usize| -> Option<u32> {
+            Some(u32::from_be_bytes(b.get(o..o + 4)?.try_into().ok()?))
+        };
         let kind = match b[1] {
             1 => CursorKind::Stream,
             2 => CursorKind::Query,
@@ -133,7 +137,17 @@ mod tests {
 
     #[test]
     fn tampering_is_detected() {
-        let c = Cursor { kind: CursorKind::Stream, desc: false, pos: 5, key: 0, from: i64::MIN, to: i64::MAX, org: 0, generation: 0, issued_ms: 0 };
+        let c = Cursor {
+            kind: CursorKind::Stream,
+            desc: false,
+            pos: 5,
+            key: 0,
+            from: i64::MIN,
+            to: i64::MAX,
+            org: 0,
+            generation: 0,
+            issued_ms: 0,
+        };
         let s = c.encode(1);
         let mut b = URL_SAFE_NO_PAD.decode(&s).unwrap();
         b[5] ^= 1;

@@ -128,48 +128,426 @@ macro_rules! a {
 
 /// The action catalogue served by `/event-actions` and used by the generator.
 pub static ACTIONS: &[ActionDef] = &[
-    a!("user_login", "User logged in", "Authentication", None, Empty, Org, 120, 0.0),
-    a!("user_logout", "User logged out", "Authentication", None, Empty, Org, 40, 0.0),
-    a!("user_login_failed", "User login failed", "Authentication", None, Empty, None, 25, 0.0),
-    a!("user_logged_in_as_user", "Logged in as user", "Authentication", None, User, Org, 3, 0.0),
-    a!("twosv_disabled_for_user", "Two-step verification disabled", "Security", None, User, Org, 3, 0.0),
-    a!("user_created", "User created", "User management", None, User, Org, 12, 0.3),
-    a!("user_invitation_sent", "User invited", "User management", None, InvitedUser, Site, 10, 0.0),
-    a!("user_deactivated", "User deactivated", "User management", None, User, Org, 5, 0.1),
-    a!("user_reactivated", "User reactivated", "User management", None, User, Org, 2, 0.0),
-    a!("user_suspended", "User access suspended", "User management", None, User, Org, 2, 0.0),
-    a!("user_removed_from_org", "User removed from organization", "User management", None, User, Org, 2, 0.0),
-    a!("user_profile_viewed", "User profile viewed", "User management", None, User, Org, 15, 0.0),
-    a!("organization_users_viewed", "Organization users viewed", "User management", None, Empty, Org, 15, 0.0),
-    a!("group_created", "Group created", "Group management", None, Group, Org, 6, 0.2),
-    a!("group_deleted", "Group deleted", "Group management", None, Group, Org, 2, 0.1),
-    a!("group_member_added", "User added to group", "Group management", None, UserAndGroup, Org, 30, 0.4),
-    a!("group_member_removed", "User removed from group", "Group management", None, UserAndGroup, Org, 10, 0.4),
-    a!("user_granted_role", "Granted role to user", "Product access", None, UserAndProduct, SiteAndOrg, 20, 0.1),
-    a!("user_revoked_role", "Revoked role from user", "Product access", None, UserAndProduct, SiteAndOrg, 8, 0.1),
-    a!("group_granted_admin_access", "Group granted admin access", "Product access", None, GroupAndProduct, Site, 2, 0.0),
-    a!("added_org_admin", "Organization admin added", "Organization", None, User, Org, 1, 0.0),
-    a!("org_settings_update", "Organization settings updated", "Organization", None, Empty, Org, 3, 0.0),
-    a!("authentication_policy_update", "Authentication policy updated", "Security", None, Policy, Org, 2, 0.0),
-    a!("data_security_policy_update", "Data security policy updated", "Security", None, Policy, Org, 1, 0.0),
-    a!("ip_allowlist_policy_update", "IP allowlist updated", "Security", None, Policy, Org, 1, 0.0),
-    a!("domain_verified", "Domain verified", "Organization", None, Domain, Org, 1, 0.0),
-    a!("api_token_created", "API token created", "API tokens", None, Token, Org, 6, 0.0),
-    a!("api_token_revoked", "API token revoked", "API tokens", None, Token, Org, 3, 0.0),
-    a!("marketplace_app_installed", "App installed", "Apps", Jira, App, Site, 3, 0.2),
-    a!("marketplace_app_uninstalled", "App uninstalled", "Apps", Jira, App, Site, 1, 0.2),
-    a!("jira_issue_viewed", "Issue viewed", "Jira", Jira, Issue, Site, 60, 0.0),
-    a!("jira_issue_created", "Issue created", "Jira", Jira, Issue, Site, 20, 0.05),
-    a!("confluence_page_viewed", "Page viewed", "Confluence", Confluence, Page, Site, 40, 0.0),
-    a!("confluence_added_space_permission", "Space permission added", "Confluence", Confluence, SpaceAndGroup, Site, 6, 0.0),
-    a!("confluence_audit_record_removed_content_restriction", "Content restriction removed", "Confluence", Confluence, Page, Site, 4, 0.5),
-    a!("confluence_space_created", "Space created", "Confluence", Confluence, Space, Site, 2, 0.0),
-    a!("bitbucket_repository_created", "Repository created", "Bitbucket", Bitbucket, Repository, Site, 3, 0.0),
-    a!("bitbucket_repository_permission_changed", "Repository permission changed", "Bitbucket", Bitbucket, Repository, Site, 2, 0.0),
-    a!("loom_video_shared_publicly", "Video shared publicly", "Loom", Loom, Video, Site, 3, 0.0),
-    a!("guard_detect_alert_created", "Alert created", "Guard Detect", GuardDetect, Alert, Org, 2, 0.8),
-    a!("rovo_agent_created", "Agent created", "Rovo", None, Agent, Site, 2, 0.0),
-    a!("site_created", "Site created", "Organization", None, Site, Org, 1, 0.0),
+    a!(
+        "user_login",
+        "User logged in",
+        "Authentication",
+        None,
+        Empty,
+        Org,
+        120,
+        0.0
+    ),
+    a!(
+        "user_logout",
+        "User logged out",
+        "Authentication",
+        None,
+        Empty,
+        Org,
+        40,
+        0.0
+    ),
+    a!(
+        "user_login_failed",
+        "User login failed",
+        "Authentication",
+        None,
+        Empty,
+        None,
+        25,
+        0.0
+    ),
+    a!(
+        "user_logged_in_as_user",
+        "Logged in as user",
+        "Authentication",
+        None,
+        User,
+        Org,
+        3,
+        0.0
+    ),
+    a!(
+        "twosv_disabled_for_user",
+        "Two-step verification disabled",
+        "Security",
+        None,
+        User,
+        Org,
+        3,
+        0.0
+    ),
+    a!(
+        "user_created",
+        "User created",
+        "User management",
+        None,
+        User,
+        Org,
+        12,
+        0.3
+    ),
+    a!(
+        "user_invitation_sent",
+        "User invited",
+        "User management",
+        None,
+        InvitedUser,
+        Site,
+        10,
+        0.0
+    ),
+    a!(
+        "user_deactivated",
+        "User deactivated",
+        "User management",
+        None,
+        User,
+        Org,
+        5,
+        0.1
+    ),
+    a!(
+        "user_reactivated",
+        "User reactivated",
+        "User management",
+        None,
+        User,
+        Org,
+        2,
+        0.0
+    ),
+    a!(
+        "user_suspended",
+        "User access suspended",
+        "User management",
+        None,
+        User,
+        Org,
+        2,
+        0.0
+    ),
+    a!(
+        "user_removed_from_org",
+        "User removed from organization",
+        "User management",
+        None,
+        User,
+        Org,
+        2,
+        0.0
+    ),
+    a!(
+        "user_profile_viewed",
+        "User profile viewed",
+        "User management",
+        None,
+        User,
+        Org,
+        15,
+        0.0
+    ),
+    a!(
+        "organization_users_viewed",
+        "Organization users viewed",
+        "User management",
+        None,
+        Empty,
+        Org,
+        15,
+        0.0
+    ),
+    a!(
+        "group_created",
+        "Group created",
+        "Group management",
+        None,
+        Group,
+        Org,
+        6,
+        0.2
+    ),
+    a!(
+        "group_deleted",
+        "Group deleted",
+        "Group management",
+        None,
+        Group,
+        Org,
+        2,
+        0.1
+    ),
+    a!(
+        "group_member_added",
+        "User added to group",
+        "Group management",
+        None,
+        UserAndGroup,
+        Org,
+        30,
+        0.4
+    ),
+    a!(
+        "group_member_removed",
+        "User removed from group",
+        "Group management",
+        None,
+        UserAndGroup,
+        Org,
+        10,
+        0.4
+    ),
+    a!(
+        "user_granted_role",
+        "Granted role to user",
+        "Product access",
+        None,
+        UserAndProduct,
+        SiteAndOrg,
+        20,
+        0.1
+    ),
+    a!(
+        "user_revoked_role",
+        "Revoked role from user",
+        "Product access",
+        None,
+        UserAndProduct,
+        SiteAndOrg,
+        8,
+        0.1
+    ),
+    a!(
+        "group_granted_admin_access",
+        "Group granted admin access",
+        "Product access",
+        None,
+        GroupAndProduct,
+        Site,
+        2,
+        0.0
+    ),
+    a!(
+        "added_org_admin",
+        "Organization admin added",
+        "Organization",
+        None,
+        User,
+        Org,
+        1,
+        0.0
+    ),
+    a!(
+        "org_settings_update",
+        "Organization settings updated",
+        "Organization",
+        None,
+        Empty,
+        Org,
+        3,
+        0.0
+    ),
+    a!(
+        "authentication_policy_update",
+        "Authentication policy updated",
+        "Security",
+        None,
+        Policy,
+        Org,
+        2,
+        0.0
+    ),
+    a!(
+        "data_security_policy_update",
+        "Data security policy updated",
+        "Security",
+        None,
+        Policy,
+        Org,
+        1,
+        0.0
+    ),
+    a!(
+        "ip_allowlist_policy_update",
+        "IP allowlist updated",
+        "Security",
+        None,
+        Policy,
+        Org,
+        1,
+        0.0
+    ),
+    a!(
+        "domain_verified",
+        "Domain verified",
+        "Organization",
+        None,
+        Domain,
+        Org,
+        1,
+        0.0
+    ),
+    a!(
+        "api_token_created",
+        "API token created",
+        "API tokens",
+        None,
+        Token,
+        Org,
+        6,
+        0.0
+    ),
+    a!(
+        "api_token_revoked",
+        "API token revoked",
+        "API tokens",
+        None,
+        Token,
+        Org,
+        3,
+        0.0
+    ),
+    a!(
+        "marketplace_app_installed",
+        "App installed",
+        "Apps",
+        Jira,
+        App,
+        Site,
+        3,
+        0.2
+    ),
+    a!(
+        "marketplace_app_uninstalled",
+        "App uninstalled",
+        "Apps",
+        Jira,
+        App,
+        Site,
+        1,
+        0.2
+    ),
+    a!(
+        "jira_issue_viewed",
+        "Issue viewed",
+        "Jira",
+        Jira,
+        Issue,
+        Site,
+        60,
+        0.0
+    ),
+    a!(
+        "jira_issue_created",
+        "Issue created",
+        "Jira",
+        Jira,
+        Issue,
+        Site,
+        20,
+        0.05
+    ),
+    a!(
+        "confluence_page_viewed",
+        "Page viewed",
+        "Confluence",
+        Confluence,
+        Page,
+        Site,
+        40,
+        0.0
+    ),
+    a!(
+        "confluence_added_space_permission",
+        "Space permission added",
+        "Confluence",
+        Confluence,
+        SpaceAndGroup,
+        Site,
+        6,
+        0.0
+    ),
+    a!(
+        "confluence_audit_record_removed_content_restriction",
+        "Content restriction removed",
+        "Confluence",
+        Confluence,
+        Page,
+        Site,
+        4,
+        0.5
+    ),
+    a!(
+        "confluence_space_created",
+        "Space created",
+        "Confluence",
+        Confluence,
+        Space,
+        Site,
+        2,
+        0.0
+    ),
+    a!(
+        "bitbucket_repository_created",
+        "Repository created",
+        "Bitbucket",
+        Bitbucket,
+        Repository,
+        Site,
+        3,
+        0.0
+    ),
+    a!(
+        "bitbucket_repository_permission_changed",
+        "Repository permission changed",
+        "Bitbucket",
+        Bitbucket,
+        Repository,
+        Site,
+        2,
+        0.0
+    ),
+    a!(
+        "loom_video_shared_publicly",
+        "Video shared publicly",
+        "Loom",
+        Loom,
+        Video,
+        Site,
+        3,
+        0.0
+    ),
+    a!(
+        "guard_detect_alert_created",
+        "Alert created",
+        "Guard Detect",
+        GuardDetect,
+        Alert,
+        Org,
+        2,
+        0.8
+    ),
+    a!(
+        "rovo_agent_created",
+        "Agent created",
+        "Rovo",
+        None,
+        Agent,
+        Site,
+        2,
+        0.0
+    ),
+    a!(
+        "site_created",
+        "Site created",
+        "Organization",
+        None,
+        Site,
+        Org,
+        1,
+        0.0
+    ),
 ];
 
 /// Index of an action id in [`ACTIONS`].
@@ -182,14 +560,40 @@ const FIRST: &[&str] = &[
     "Priya", "Wei", "Lucía", "Mateus", "Aiko", "Olamide", "Zoë", "Björn", "Nadia", "Omar",
 ];
 const LAST: &[&str] = &[
-    "Admin", "Member", "Nguyen", "Smith", "García", "Müller", "Kowalski", "Tanaka", "Okafor",
-    "Haddad", "Johansson", "Patel", "O'Brien", "Silva", "Kim", "Dubois",
+    "Admin",
+    "Member",
+    "Nguyen",
+    "Smith",
+    "García",
+    "Müller",
+    "Kowalski",
+    "Tanaka",
+    "Okafor",
+    "Haddad",
+    "Johansson",
+    "Patel",
+    "O'Brien",
+    "Silva",
+    "Kim",
+    "Dubois",
 ];
 const DOMAINS: &[&str] = &["example.com", "example.org", "corp.example.net"];
 const GROUPS: &[&str] = &[
-    "contractors", "jira-software-users", "confluence-users", "site-admins", "org-admins",
-    "engineering", "security", "finance", "marketing", "support-team", "bitbucket-users",
-    "external-partners", "interns", "sre-oncall", "design",
+    "contractors",
+    "jira-software-users",
+    "confluence-users",
+    "site-admins",
+    "org-admins",
+    "engineering",
+    "security",
+    "finance",
+    "marketing",
+    "support-team",
+    "bitbucket-users",
+    "external-partners",
+    "interns",
+    "sre-oncall",
+    "design",
 ];
 const PRODUCTS: &[(&str, &str)] = &[
     ("jira-software", "Jira"),
@@ -198,10 +602,21 @@ const PRODUCTS: &[(&str, &str)] = &[
     ("bitbucket", "Bitbucket"),
     ("loom", "Loom"),
 ];
-const ROLES: &[&str] = &["product-user", "product-admin", "site-admin", "user-access-admin"];
+const ROLES: &[&str] = &[
+    "product-user",
+    "product-admin",
+    "site-admin",
+    "user-access-admin",
+];
 const APPS: &[&str] = &[
-    "Tempo Timesheets", "ScriptRunner for Jira", "draw.io Diagrams", "Zephyr Scale", "Okta SCIM",
-    "Slack for Jira", "Gliffy", "Xray Test Management",
+    "Tempo Timesheets",
+    "ScriptRunner for Jira",
+    "draw.io Diagrams",
+    "Zephyr Scale",
+    "Okta SCIM",
+    "Slack for Jira",
+    "Gliffy",
+    "Xray Test Management",
 ];
 /// (city, region, country, continent geo)
 const LOCATIONS: &[(&str, &str, &str, &str)] = &[
@@ -219,9 +634,18 @@ const LOCATIONS: &[(&str, &str, &str, &str)] = &[
     ("Kraków", "Lesser Poland", "Poland", "EU"),
 ];
 const SETTINGS: &[&str] = &[
-    "sessionDuration", "idleSessionTimeout", "twoStepVerificationEnforced", "passwordMinLength",
-    "allowedDomains", "externalSharing", "publicLinks", "anonymousAccess", "mobileAppAccess",
-    "dataResidencyRealm", "ipAllowlist", "userApiTokenCreation",
+    "sessionDuration",
+    "idleSessionTimeout",
+    "twoStepVerificationEnforced",
+    "passwordMinLength",
+    "allowedDomains",
+    "externalSharing",
+    "publicLinks",
+    "anonymousAccess",
+    "mobileAppAccess",
+    "dataResidencyRealm",
+    "ipAllowlist",
+    "userApiTokenCreation",
 ];
 
 /// Per-org pools of users, apps, sites... that events draw from, so actors and IPs repeat the way
@@ -294,7 +718,10 @@ impl EventRec {
     /// The `/events` form: the stream JSON without `processedAt`, as two slices.
     pub fn query_form(&self) -> (&[u8], &[u8]) {
         let off = self.pa_off as usize;
-        (&self.json[..off], &self.json[off + PROCESSED_AT_SEGMENT_LEN..])
+        (
+            &self.json[..off],
+            &self.json[off + PROCESSED_AT_SEGMENT_LEN..],
+        )
     }
 
     /// The event id as a string.
@@ -336,7 +763,12 @@ impl OrgPools {
             for _ in 0..(1 + r.below(3)) {
                 let loc = r.below(LOCATIONS.len() as u64) as usize;
                 let ip = if r.chance(0.25) {
-                    format!("2001:db8:{:x}:{:x}::{:x}", r.below(0xffff), r.below(0xffff), 1 + r.below(0xfffe))
+                    format!(
+                        "2001:db8:{:x}:{:x}::{:x}",
+                        r.below(0xffff),
+                        r.below(0xffff),
+                        1 + r.below(0xfffe)
+                    )
                 } else {
                     let net = *r.pick(&["203.0.113", "198.51.100", "192.0.2"]);
                     format!("{net}.{}", 1 + r.below(254))
@@ -383,10 +815,7 @@ impl OrgPools {
                 }
             })
             .collect();
-        let groups = GROUPS
-            .iter()
-            .map(|g| (uuid_string(r.uuid()), *g))
-            .collect();
+        let groups = GROUPS.iter().map(|g| (uuid_string(r.uuid()), *g)).collect();
         let spaces = (0..20)
             .map(|i| (format!("{}", 100_000 + r.below(900_000)), format!("SP{i}")))
             .collect();
@@ -621,7 +1050,10 @@ fn user_obj(pools: &OrgPools, u: &User, with_id: bool) -> Obj {
         ),
         links: Some(Links {
             self_: None,
-            alt: Some(format!("https://admin.atlassian.com/o/{}/users", pools.org_id)),
+            alt: Some(format!(
+                "https://admin.atlassian.com/o/{}/users",
+                pools.org_id
+            )),
         }),
     }
 }
@@ -652,13 +1084,22 @@ fn org_obj(pools: &OrgPools) -> Obj {
         attributes: Some(Kv::default().s("name", pools.org_name.clone())),
         links: Some(Links {
             self_: None,
-            alt: Some(format!("https://admin.atlassian.com/o/{}/overview", pools.org_id)),
+            alt: Some(format!(
+                "https://admin.atlassian.com/o/{}/overview",
+                pools.org_id
+            )),
         }),
     }
 }
 
 /// Generates one event. `idx` is the event's global index within its org (history then live).
-pub fn gen_event(pools: &OrgPools, seed: u64, org_index: usize, idx: u64, processed_ms: i64) -> EventRec {
+pub fn gen_event(
+    pools: &OrgPools,
+    seed: u64,
+    org_index: usize,
+    idx: u64,
+    processed_ms: i64,
+) -> EventRec {
     let mut r = Rng::new(mix(mix(seed, org_index as u64 + 1), idx));
     let id = r.uuid();
     let id_s = uuid_string(id);
@@ -709,7 +1150,11 @@ pub fn gen_event(pools: &OrgPools, seed: u64, org_index: usize, idx: u64, proces
                 picture: None,
                 links: None,
                 auth: r.chance(0.5).then_some(Auth {
-                    auth_type: *r.pick(&["container-token", "connect-token", "auth-token-for-2LO"]),
+                    auth_type: r.pick::<&str>(&[
+                        "container-token",
+                        "connect-token",
+                        "auth-token-for-2LO",
+                    ]),
                     token_id: None,
                     token_label: None,
                 }),
@@ -744,23 +1189,33 @@ pub fn gen_event(pools: &OrgPools, seed: u64, org_index: usize, idx: u64, proces
             Some(Auth {
                 auth_type: "api-token",
                 token_id: Some(uuid_string(r.uuid())),
-                token_label: Some(format!("{}-{}", r.pick(&["ci-bot", "backup", "scim-sync", "reporting", "terraform"]), r.below(100))),
+                token_label: Some(format!(
+                    "{}-{}",
+                    r.pick(&["ci-bot", "backup", "scim-sync", "reporting", "terraform"]),
+                    r.below(100)
+                )),
             })
         } else {
             Some(Auth {
-                auth_type: *r.pick(&["auth-token-for-3LO", "connect-token", "auth-token-for-2LO"]),
+                auth_type: r.pick::<&str>(&[
+                    "auth-token-for-3LO",
+                    "connect-token",
+                    "auth-token-for-2LO",
+                ]),
                 token_id: Some(uuid_string(r.uuid())),
                 token_label: None,
             })
         };
-        let obo = (auth.as_ref().is_some_and(|a| a.auth_type != "session") && r.chance(0.25)).then(|| {
-            let o = r.pick(&pools.users);
-            OnBehalfOf {
-                id: o.id.clone(),
-                name: r.chance(0.5).then(|| o.name.clone()),
-                email: Some(o.email.clone()),
-            }
-        });
+        let obo = (auth.as_ref().is_some_and(|a| a.auth_type != "session") && r.chance(0.25)).then(
+            || {
+                let o = r.pick(&pools.users);
+                OnBehalfOf {
+                    id: o.id.clone(),
+                    name: r.chance(0.5).then(|| o.name.clone()),
+                    email: Some(o.email.clone()),
+                }
+            },
+        );
         let anonymous = r.chance(0.02); // name/email absent
         Actor {
             id: u.id.clone(),
@@ -768,7 +1223,10 @@ pub fn gen_event(pools: &OrgPools, seed: u64, org_index: usize, idx: u64, proces
             email: (!anonymous).then(|| u.email.clone()),
             picture: r.chance(0.1).then_some(None),
             links: r.chance(0.3).then(|| Links {
-                self_: Some(format!("https://api.atlassian.com/users/{}/manage/profile", u.id)),
+                self_: Some(format!(
+                    "https://api.atlassian.com/users/{}/manage/profile",
+                    u.id
+                )),
                 alt: None,
             }),
             auth,
@@ -801,7 +1259,11 @@ pub fn gen_event(pools: &OrgPools, seed: u64, org_index: usize, idx: u64, proces
                 ctx.push(Obj {
                     id: Some(sid.clone()),
                     ty: "space",
-                    attributes: Some(Kv::default().s("name", format!("Space {key}")).s("key", key.clone())),
+                    attributes: Some(
+                        Kv::default()
+                            .s("name", format!("Space {key}"))
+                            .s("key", key.clone()),
+                    ),
                     links: None,
                 });
             }
@@ -812,7 +1274,10 @@ pub fn gen_event(pools: &OrgPools, seed: u64, org_index: usize, idx: u64, proces
                 attributes: Some(Kv::default().s("groupName", group.1)),
                 links: Some(Links {
                     self_: None,
-                    alt: Some(format!("https://admin.atlassian.com/o/{}/groups/{}", pools.org_id, group.0)),
+                    alt: Some(format!(
+                        "https://admin.atlassian.com/o/{}/groups/{}",
+                        pools.org_id, group.0
+                    )),
                 }),
             });
             if matches!(action.ctx, Ctx::GroupAndProduct) {
@@ -841,7 +1306,10 @@ pub fn gen_event(pools: &OrgPools, seed: u64, org_index: usize, idx: u64, proces
             ctx.push(Obj {
                 id: (!no_id).then(|| uuid_string(r.uuid())),
                 ty: "api-tokens",
-                attributes: Some(Kv::default().s("name", target_name.clone()).s("expiresAt", rfc3339_seconds(processed_ms + 365 * 86_400_000))),
+                attributes: Some(Kv::default().s("name", target_name.clone()).s(
+                    "expiresAt",
+                    rfc3339_seconds(processed_ms + 365 * 86_400_000),
+                )),
                 links: None,
             });
         }
@@ -851,12 +1319,19 @@ pub fn gen_event(pools: &OrgPools, seed: u64, org_index: usize, idx: u64, proces
             ctx.push(Obj {
                 id: Some(aid.clone()),
                 ty: "apps",
-                attributes: Some(Kv::default().s("name", *aname).s("vendor", "Example Vendor")),
+                attributes: Some(
+                    Kv::default()
+                        .s("name", *aname)
+                        .s("vendor", "Example Vendor"),
+                ),
                 links: None,
             });
         }
         Ctx::Policy => {
-            target_name = format!("{} policy", r.pick(&["Default", "Contractors", "Admins", "Engineering"]));
+            target_name = format!(
+                "{} policy",
+                r.pick(&["Default", "Contractors", "Admins", "Engineering"])
+            );
             ctx.push(Obj {
                 id: (!no_id).then(|| uuid_string(r.uuid())),
                 ty: "policies",
@@ -870,8 +1345,15 @@ pub fn gen_event(pools: &OrgPools, seed: u64, org_index: usize, idx: u64, proces
             ctx.push(Obj {
                 id: Some(sid.clone()),
                 ty: "space",
-                attributes: Some(Kv::default().s("name", target_name.clone()).s("key", key.clone())),
-                links: Some(Links { self_: None, alt: Some(format!("https://{}/wiki/spaces/{key}", site.host)) }),
+                attributes: Some(
+                    Kv::default()
+                        .s("name", target_name.clone())
+                        .s("key", key.clone()),
+                ),
+                links: Some(Links {
+                    self_: None,
+                    alt: Some(format!("https://{}/wiki/spaces/{key}", site.host)),
+                }),
             });
         }
         Ctx::Issue => {
@@ -880,8 +1362,15 @@ pub fn gen_event(pools: &OrgPools, seed: u64, org_index: usize, idx: u64, proces
             ctx.push(Obj {
                 id: Some(format!("{}", 10_000 + r.below(900_000))),
                 ty: "issues",
-                attributes: Some(Kv::default().s("issueKeyOrId", key.clone()).s("issueId", format!("{}", 10_000 + r.below(900_000)))),
-                links: Some(Links { self_: None, alt: Some(format!("https://{}/browse/{key}", site.host)) }),
+                attributes: Some(
+                    Kv::default()
+                        .s("issueKeyOrId", key.clone())
+                        .s("issueId", format!("{}", 10_000 + r.below(900_000))),
+                ),
+                links: Some(Links {
+                    self_: None,
+                    alt: Some(format!("https://{}/browse/{key}", site.host)),
+                }),
             });
         }
         Ctx::Page => {
@@ -890,8 +1379,15 @@ pub fn gen_event(pools: &OrgPools, seed: u64, org_index: usize, idx: u64, proces
             ctx.push(Obj {
                 id: Some(pid.to_string()),
                 ty: "pages",
-                attributes: Some(Kv::default().s("title", format!("Runbook {}", r.below(500))).s("spaceKey", r.pick(&pools.spaces).1.clone())),
-                links: Some(Links { self_: None, alt: Some(format!("https://{}/wiki/pages/{pid}", site.host)) }),
+                attributes: Some(
+                    Kv::default()
+                        .s("title", format!("Runbook {}", r.below(500)))
+                        .s("spaceKey", r.pick(&pools.spaces).1.clone()),
+                ),
+                links: Some(Links {
+                    self_: None,
+                    alt: Some(format!("https://{}/wiki/pages/{pid}", site.host)),
+                }),
             });
         }
         Ctx::InvitedUser => {
@@ -910,23 +1406,64 @@ pub fn gen_event(pools: &OrgPools, seed: u64, org_index: usize, idx: u64, proces
         }
         Ctx::Domain => {
             target_name = r.pick(DOMAINS).to_string();
-            ctx.push(Obj { id: None, ty: "domains", attributes: Some(Kv::default().s("name", target_name.clone())), links: None });
+            ctx.push(Obj {
+                id: None,
+                ty: "domains",
+                attributes: Some(Kv::default().s("name", target_name.clone())),
+                links: None,
+            });
         }
         Ctx::Repository => {
-            target_name = format!("{}/{}", site.name, r.pick(&["api", "web", "infra", "mobile", "docs"]));
-            ctx.push(Obj { id: Some(format!("{{{}}}", uuid_string(r.uuid()))), ty: "repositories", attributes: Some(Kv::default().s("name", target_name.clone())), links: None });
+            target_name = format!(
+                "{}/{}",
+                site.name,
+                r.pick(&["api", "web", "infra", "mobile", "docs"])
+            );
+            ctx.push(Obj {
+                id: Some(format!("{{{}}}", uuid_string(r.uuid()))),
+                ty: "repositories",
+                attributes: Some(Kv::default().s("name", target_name.clone())),
+                links: None,
+            });
         }
         Ctx::Video => {
             target_name = format!("Demo recording {}", r.below(1000));
-            ctx.push(Obj { id: Some(hex(&mut r, 32)), ty: "videos", attributes: Some(Kv::default().s("name", target_name.clone())), links: None });
+            ctx.push(Obj {
+                id: Some(hex(&mut r, 32)),
+                ty: "videos",
+                attributes: Some(Kv::default().s("name", target_name.clone())),
+                links: None,
+            });
         }
         Ctx::Alert => {
-            target_name = format!("Detection {}", r.pick(&["Bulk export", "Public link", "Unusual login", "Admin escalation"]));
-            ctx.push(Obj { id: Some(uuid_string(r.uuid())), ty: "alerts", attributes: Some(Kv::default().s("name", target_name.clone()).s("severity", *r.pick(&["low", "medium", "high"]))), links: None });
+            target_name = format!(
+                "Detection {}",
+                r.pick(&[
+                    "Bulk export",
+                    "Public link",
+                    "Unusual login",
+                    "Admin escalation"
+                ])
+            );
+            ctx.push(Obj {
+                id: Some(uuid_string(r.uuid())),
+                ty: "alerts",
+                attributes: Some(
+                    Kv::default()
+                        .s("name", target_name.clone())
+                        .s("severity", *r.pick(&["low", "medium", "high"])),
+                ),
+                links: None,
+            });
         }
         Ctx::Agent => {
             target_name = format!("Agent {}", r.below(100));
-            ctx.push(Obj { id: Some(uuid_string(r.uuid())), ty: "agents", attributes: Some(Kv::default().s("name", target_name.clone())), links: None });
+            ctx.push(Obj {
+                id: Some(uuid_string(r.uuid())),
+                ty: "agents",
+                attributes: Some(Kv::default().s("name", target_name.clone())),
+                links: None,
+            });
         }
     }
 
@@ -954,10 +1491,18 @@ pub fn gen_event(pools: &OrgPools, seed: u64, org_index: usize, idx: u64, proces
             let x = r.f64();
             if x < 0.03 {
                 // partial, as for some system events
-                Some(Location { geo: Some(l.3), ..Location::default() })
+                Some(Location {
+                    geo: Some(l.3),
+                    ..Location::default()
+                })
             } else if x < 0.05 {
                 // empty strings
-                Some(Location { ip: Some(String::new()), geo: Some(l.3), country_name: Some(""), ..Location::default() })
+                Some(Location {
+                    ip: Some(String::new()),
+                    geo: Some(l.3),
+                    country_name: Some(""),
+                    ..Location::default()
+                })
             } else {
                 ip_idx = ipi;
                 loc_idx = li as u16;
@@ -971,7 +1516,11 @@ pub fn gen_event(pools: &OrgPools, seed: u64, org_index: usize, idx: u64, proces
             }
         }
         Some(_) => None,
-        None => r.chance(0.5).then(|| Location { geo: Some(*r.pick(&["EU", "NA", "AS"])), ip: r.chance(0.5).then(String::new), ..Location::default() }),
+        None => r.chance(0.5).then(|| Location {
+            geo: Some(*r.pick(&["EU", "NA", "AS"])),
+            ip: r.chance(0.5).then(String::new),
+            ..Location::default()
+        }),
     };
 
     // Context presence variation: [] vs missing for org-level events; rare [] elsewhere.
@@ -994,7 +1543,11 @@ pub fn gen_event(pools: &OrgPools, seed: u64, org_index: usize, idx: u64, proces
         } else {
             format!("{}: {}", action.display, target_name)
         },
-        format: if r.chance(0.7) { "simple" } else { "text/plain" },
+        format: if r.chance(0.7) {
+            "simple"
+        } else {
+            "text/plain"
+        },
     });
 
     let mut ev = Event {
@@ -1009,7 +1562,10 @@ pub fn gen_event(pools: &OrgPools, seed: u64, org_index: usize, idx: u64, proces
             location,
         },
         links: (!r.chance(0.05)).then(|| Links {
-            self_: Some(format!("https://api.atlassian.com/admin/v1/orgs/{}/events/{}", pools.org_id, id_s)),
+            self_: Some(format!(
+                "https://api.atlassian.com/admin/v1/orgs/{}/events/{}",
+                pools.org_id, id_s
+            )),
             alt: None,
         }),
         relations: r.chance(0.5).then_some(None),
@@ -1056,7 +1612,11 @@ fn pad(ev: &mut Event, r: &mut Rng, deficit: usize, now_ms: i64) {
             format!("{}", r.below(100_000))
         };
         added += 40 + name.len() + old_value.len() + new_value.len();
-        changes.push(Change { name, old_value, new_value });
+        changes.push(Change {
+            name,
+            old_value,
+            new_value,
+        });
     }
     let slot = ev
         .attributes
@@ -1066,7 +1626,10 @@ fn pad(ev: &mut Event, r: &mut Rng, deficit: usize, now_ms: i64) {
         .or_else(|| ev.attributes.container.as_mut().and_then(|c| c.first_mut()));
     match slot {
         Some(obj) => {
-            obj.attributes.get_or_insert_with(Kv::default).0.push(("changes", Val::Changes(changes)));
+            obj.attributes
+                .get_or_insert_with(Kv::default)
+                .0
+                .push(("changes", Val::Changes(changes)));
         }
         None => {
             let ctx = ev.attributes.context.get_or_insert_with(Vec::new);
@@ -1152,7 +1715,11 @@ mod tests {
             let v: serde_json::Value = serde_json::from_slice(&e.json).unwrap();
             assert_eq!(v["id"].as_str().unwrap(), e.id_string());
             let seg = &e.json[e.pa_off as usize..e.pa_off as usize + PROCESSED_AT_SEGMENT_LEN];
-            assert!(seg.starts_with(b"\"processedAt\":\""), "{}", String::from_utf8_lossy(seg));
+            assert!(
+                seg.starts_with(b"\"processedAt\":\""),
+                "{}",
+                String::from_utf8_lossy(seg)
+            );
             assert!(seg.ends_with(b"\","));
             let (a, b) = e.query_form();
             let mut q = a.to_vec();
@@ -1160,7 +1727,11 @@ mod tests {
             let qv: serde_json::Value = serde_json::from_slice(&q).unwrap();
             assert!(qv["attributes"].get("processedAt").is_none());
             assert_eq!(qv["attributes"]["time"], v["attributes"]["time"]);
-            let pa: jiff::Timestamp = v["attributes"]["processedAt"].as_str().unwrap().parse().unwrap();
+            let pa: jiff::Timestamp = v["attributes"]["processedAt"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
             let tm: jiff::Timestamp = v["attributes"]["time"].as_str().unwrap().parse().unwrap();
             assert_eq!(pa.as_millisecond(), *t);
             assert_eq!(tm.as_millisecond(), e.time_ms);
@@ -1238,10 +1809,16 @@ mod tests {
                     if l.get("ip").and_then(|i| i.as_str()) == Some("") {
                         seen.insert("location-empty-ip");
                     }
-                    if l.get("ip").and_then(|i| i.as_str()).is_some_and(|i| i.contains(':')) {
+                    if l.get("ip")
+                        .and_then(|i| i.as_str())
+                        .is_some_and(|i| i.contains(':'))
+                    {
                         seen.insert("ipv6");
                     }
-                    if l.get("ip").and_then(|i| i.as_str()).is_some_and(|i| i.contains('.')) {
+                    if l.get("ip")
+                        .and_then(|i| i.as_str())
+                        .is_some_and(|i| i.contains('.'))
+                    {
                         seen.insert("ipv4");
                     }
                 }
@@ -1264,9 +1841,23 @@ mod tests {
             }
         }
         for k in [
-            "time-no-ms", "no-links", "no-type", "relations-null", "context-missing", "context-empty",
-            "context-no-id", "location-missing", "location-partial", "location-empty-ip", "ipv6", "ipv4",
-            "app-actor", "actor-no-email", "api-token", "on-behalf-of", "late",
+            "time-no-ms",
+            "no-links",
+            "no-type",
+            "relations-null",
+            "context-missing",
+            "context-empty",
+            "context-no-id",
+            "location-missing",
+            "location-partial",
+            "location-empty-ip",
+            "ipv6",
+            "ipv4",
+            "app-actor",
+            "actor-no-email",
+            "api-token",
+            "on-behalf-of",
+            "late",
         ] {
             assert!(seen.contains(k), "variation {k} never generated");
         }

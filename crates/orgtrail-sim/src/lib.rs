@@ -35,8 +35,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::{
-    DEFAULT_KEY, DEFAULT_ORG, Faults, KeyConfig, LiveRate, OrgConfig, OverMax, RateLimitHeader, RateLimits, SimArgs,
-    SimConfig, TerminalMode, TimeField, TimeSpec, parse_duration, parse_live_rate, parse_time_spec,
+    DEFAULT_KEY, DEFAULT_ORG, Faults, KeyConfig, LiveRate, OrgConfig, OverMax, RateLimitHeader,
+    RateLimits, SimArgs, SimConfig, TerminalMode, TimeField, TimeSpec, parse_duration,
+    parse_live_rate, parse_time_spec,
 };
 pub use generator::ACTIONS;
 pub use server::{RequestCount, STREAM_DEFAULT_LIMIT, STREAM_MAX_LIMIT, Stats};
@@ -49,7 +50,9 @@ pub enum SimError {
     #[error("invalid simulator configuration: {0}")]
     Config(String),
     /// The listen address could not be bound.
-    #[error("cannot listen on {addr}: {source} (is another process using the port? try --listen 127.0.0.1:0)")]
+    #[error(
+        "cannot listen on {addr}: {source} (is another process using the port? try --listen 127.0.0.1:0)"
+    )]
     Bind {
         /// Address.
         addr: SocketAddr,
@@ -107,6 +110,7 @@ fn build_orgs(config: &SimConfig, now: i64) -> Vec<store::OrgStore> {
                 config.events,
                 config.history_span.as_millis().max(1) as i64,
                 end,
+                now,
                 config.live_rate.map(|r| r.per_second),
                 config.live_max_events,
             )
@@ -121,7 +125,10 @@ pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
     let now = config.clock.now_ms();
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .map_err(|source| SimError::Bind { addr: config.listen, source })?;
+        .map_err(|source| SimError::Bind {
+            addr: config.listen,
+            source,
+        })?;
     let addr = listener.local_addr().map_err(SimError::Serve)?;
     let cfg2 = config.clone();
     let orgs = tokio::task::spawn_blocking(move || build_orgs(&cfg2, now))
@@ -135,7 +142,9 @@ pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
         .unwrap_or_else(|| format!("http://{addr}"));
     let sim = Arc::new(server::Sim::new(config, orgs, now, rx.clone()));
     sim.set_base_url(base_url.clone());
-    let app = axum::Router::new().fallback(server::handle).with_state(sim.clone());
+    let app = axum::Router::new()
+        .fallback(server::handle)
+        .with_state(sim.clone());
     let mut srx = rx;
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -165,7 +174,9 @@ pub struct SimHandle {
 
 impl std::fmt::Debug for SimHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SimHandle").field("addr", &self.addr).finish_non_exhaustive()
+        f.debug_struct("SimHandle")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
     }
 }
 
@@ -196,7 +207,10 @@ impl SimHandle {
     }
 
     fn org(&self, org_id: &str) -> Result<&store::OrgStore, SimError> {
-        let i = self.sim.org_index(org_id).ok_or_else(|| SimError::UnknownOrg(org_id.to_string()))?;
+        let i = self
+            .sim
+            .org_index(org_id)
+            .ok_or_else(|| SimError::UnknownOrg(org_id.to_string()))?;
         let o = &self.sim.orgs[i];
         o.catch_up(self.sim.clock().now_ms());
         Ok(o)
@@ -224,7 +238,13 @@ impl SimHandle {
 
     /// Total bytes of serialized event JSON held for the org.
     pub fn event_bytes(&self, org_id: &str) -> Result<usize, SimError> {
-        Ok(self.org(org_id)?.read().events.iter().map(|e| e.json.len()).sum())
+        Ok(self
+            .org(org_id)?
+            .read()
+            .events
+            .iter()
+            .map(|e| e.json.len())
+            .sum())
     }
 
     /// Request counters.
@@ -254,7 +274,10 @@ impl SimHandle {
 
     /// Revokes (or with `false` restores) every key of an org.
     pub fn set_keys_revoked(&self, org_id: &str, revoked: bool) -> Result<(), SimError> {
-        let i = self.sim.org_index(org_id).ok_or_else(|| SimError::UnknownOrg(org_id.to_string()))?;
+        let i = self
+            .sim
+            .org_index(org_id)
+            .ok_or_else(|| SimError::UnknownOrg(org_id.to_string()))?;
         self.sim.set_revoked(i, revoked);
         Ok(())
     }
@@ -281,13 +304,20 @@ pub async fn run(args: SimArgs) -> Result<(), SimError> {
     let handle = start(config).await?;
     let base = handle.base_url().to_string();
     println!("orgtrail-sim: Atlassian Organizations API simulator on {base}");
-    println!("  generated {n_events} events per org in {:.1?}", started.elapsed());
+    println!(
+        "  generated {n_events} events per org in {:.1?}",
+        started.elapsed()
+    );
     for org in handle.org_ids() {
         println!("  org {org}: {base}/admin/v1/orgs/{org}/events-stream");
     }
     if let Some(org) = handle.org_ids().first() {
-        println!("  try:   curl -H \"Authorization: Bearer $KEY\" '{base}/admin/v1/orgs/{org}/events-stream?limit=500'");
-        println!("  truth: curl '{base}/_sim/orgs/{org}/events?idsOnly=true'   stats: curl {base}/_sim/stats");
+        println!(
+            "  try:   curl -H \"Authorization: Bearer $KEY\" '{base}/admin/v1/orgs/{org}/events-stream?limit=500'"
+        );
+        println!(
+            "  truth: curl '{base}/_sim/orgs/{org}/events?idsOnly=true'   stats: curl {base}/_sim/stats"
+        );
     }
     println!("  (KEY is the --key you passed; Ctrl-C to stop)");
     tokio::signal::ctrl_c().await.map_err(SimError::Signal)?;
@@ -316,6 +346,9 @@ async fn dry_run(config: SimConfig) -> Result<(), SimError> {
         bytes as f64 / 1e6,
         bytes as f64 / total.max(1) as f64
     );
-    println!("  per-event index overhead: {} bytes (record) + id map entry", std::mem::size_of::<generator::EventRec>());
+    println!(
+        "  per-event index overhead: {} bytes (record) + id map entry",
+        std::mem::size_of::<generator::EventRec>()
+    );
     Ok(())
 }

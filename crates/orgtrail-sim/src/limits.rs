@@ -19,21 +19,34 @@ pub struct Decision {
     pub reset_ms: i64,
 }
 
-/// Counts requests per (scope, window).
+/// (endpoint, scoped by key?, org or key id)
+type Scope = (u8, bool, u32);
+
+/// Counts requests per (scope, window): scope → (window minute, count).
 #[derive(Debug, Default)]
 pub struct Limiter {
-    windows: Mutex<HashMap<(u8, bool, u32), (i64, u32)>>,
+    windows: Mutex<HashMap<Scope, (i64, u32)>>,
 }
 
 impl Limiter {
     /// Checks and, when allowed, counts one request against a per-path and a per-key limit.
     /// `endpoint` identifies the API path template, `org` the org (part of the path), `key` the key.
-    pub fn check(&self, now_ms: i64, endpoint: u8, org: u32, key: u32, per_path: u32, per_key: u32) -> Decision {
+    pub fn check(
+        &self,
+        now_ms: i64,
+        endpoint: u8,
+        org: u32,
+        key: u32,
+        per_path: u32,
+        per_key: u32,
+    ) -> Decision {
         let minute = now_ms.div_euclid(60_000);
         let reset_ms = (minute + 1) * 60_000;
         let mut w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
         let mut used = |scoped_by_key: bool, id: u32| -> u32 {
-            let e = w.entry((endpoint, scoped_by_key, id)).or_insert((minute, 0));
+            let e = w
+                .entry((endpoint, scoped_by_key, id))
+                .or_insert((minute, 0));
             if e.0 != minute {
                 *e = (minute, 0);
             }
@@ -49,10 +62,18 @@ impl Limiter {
                 }
             }
         }
-        let (pu, ku) = if allowed { (path_used + 1, key_used + 1) } else { (path_used, key_used) };
+        let (pu, ku) = if allowed {
+            (path_used + 1, key_used + 1)
+        } else {
+            (path_used, key_used)
+        };
         let path_left = per_path.saturating_sub(pu);
         let key_left = per_key.saturating_sub(ku);
-        let (limit, remaining) = if path_left <= key_left { (per_path, path_left) } else { (per_key, key_left) };
+        let (limit, remaining) = if path_left <= key_left {
+            (per_path, path_left)
+        } else {
+            (per_key, key_left)
+        };
         Decision {
             allowed,
             limit,
@@ -106,9 +127,17 @@ impl FaultState {
     pub fn any(&self) -> bool {
         let c = &self.cfg;
         self.burst_left > 0
-            || [c.burst_429, c.http_5xx, c.reset, c.truncate, c.slow, c.stale_cursor, c.duplicate]
-                .iter()
-                .any(|p| *p > 0.0)
+            || [
+                c.burst_429,
+                c.http_5xx,
+                c.reset,
+                c.truncate,
+                c.slow,
+                c.stale_cursor,
+                c.duplicate,
+            ]
+            .iter()
+            .any(|p| *p > 0.0)
     }
 
     /// Draws the faults of one request. The dice are always thrown in the same order, so the same
@@ -136,7 +165,11 @@ impl FaultState {
         };
         Draw {
             burst_429: burst,
-            status_5xx: if s5 { c.statuses_5xx.get(pick).copied() } else { None },
+            status_5xx: if s5 {
+                c.statuses_5xx.get(pick).copied()
+            } else {
+                None
+            },
             slow_ms: slow.then_some(c.slow_ms),
             reset,
             truncate,
@@ -182,7 +215,12 @@ mod tests {
 
     #[test]
     fn faults_replay_from_seed() {
-        let cfg = Faults { http_5xx: 0.3, burst_429: 0.1, duplicate: 0.2, ..Faults::default() };
+        let cfg = Faults {
+            http_5xx: 0.3,
+            burst_429: 0.1,
+            duplicate: 0.2,
+            ..Faults::default()
+        };
         let mut a = FaultState::new(cfg.clone(), 9);
         let mut b = FaultState::new(cfg, 9);
         let da: Vec<_> = (0..200).map(|_| a.draw()).collect();

@@ -111,7 +111,11 @@ impl Stats {
 
     /// All requests to `endpoint`.
     pub fn total(&self, endpoint: &str) -> u64 {
-        self.requests.iter().filter(|r| r.endpoint == endpoint).map(|r| r.count).sum()
+        self.requests
+            .iter()
+            .filter(|r| r.endpoint == endpoint)
+            .map(|r| r.count)
+            .sum()
     }
 
     /// Injected faults of a kind.
@@ -180,7 +184,12 @@ fn err(status: StatusCode, code: Option<&str>, title: &str, detail: &str) -> Ans
 }
 
 fn bad_cursor(detail: &str) -> Answer {
-    err(StatusCode::BAD_REQUEST, Some("ADMIN-400-1"), "Invalid page cursor", detail)
+    err(
+        StatusCode::BAD_REQUEST,
+        Some("ADMIN-400-1"),
+        "Invalid page cursor",
+        detail,
+    )
 }
 
 fn json_str(s: &str) -> String {
@@ -192,8 +201,18 @@ fn hv(s: &str) -> HeaderValue {
 }
 
 impl Sim {
-    pub fn new(cfg: SimConfig, orgs: Vec<OrgStore>, start_ms: i64, shutdown: watch::Receiver<bool>) -> Self {
-        let org_by_id = cfg.orgs.iter().enumerate().map(|(i, o)| (o.id.clone(), i)).collect();
+    pub fn new(
+        cfg: SimConfig,
+        orgs: Vec<OrgStore>,
+        start_ms: i64,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let org_by_id = cfg
+            .orgs
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (o.id.clone(), i))
+            .collect();
         let mut keys: Vec<KeyState> = Vec::new();
         let mut ids: HashMap<String, u32> = HashMap::new();
         for (oi, o) in cfg.orgs.iter().enumerate() {
@@ -267,7 +286,11 @@ impl Sim {
     }
 
     pub fn faults(&self) -> Faults {
-        self.faults.lock().unwrap_or_else(|p| p.into_inner()).cfg.clone()
+        self.faults
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .cfg
+            .clone()
     }
 
     pub fn set_faults(&self, f: Faults) -> Result<(), String> {
@@ -277,8 +300,16 @@ impl Sim {
     }
 
     pub fn stats(&self) -> Stats {
-        let req = self.counters.requests.lock().unwrap_or_else(|p| p.into_inner());
-        let f = self.counters.faults.lock().unwrap_or_else(|p| p.into_inner());
+        let req = self
+            .counters
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let f = self
+            .counters
+            .faults
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         Stats {
             requests: req
                 .iter()
@@ -295,23 +326,51 @@ impl Sim {
     }
 
     pub fn reset_stats(&self) {
-        self.counters.requests.lock().unwrap_or_else(|p| p.into_inner()).clear();
-        self.counters.faults.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.counters
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.counters
+            .faults
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         self.counters.events_served.store(0, Ordering::Relaxed);
         self.counters.bytes_served.store(0, Ordering::Relaxed);
     }
 
     fn count(&self, e: Endpoint, status: u16) {
-        *self.counters.requests.lock().unwrap_or_else(|p| p.into_inner()).entry((e, status)).or_insert(0) += 1;
+        *self
+            .counters
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((e, status))
+            .or_insert(0) += 1;
     }
 
     fn count_fault(&self, kind: &'static str) {
-        *self.counters.faults.lock().unwrap_or_else(|p| p.into_inner()).entry(kind).or_insert(0) += 1;
+        *self
+            .counters
+            .faults
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(kind)
+            .or_insert(0) += 1;
     }
 
     /// Auth check. `Err` carries the 401 reason (for the `x-sim-reason` header; never the key).
-    fn authenticate(&self, headers: &HeaderMap, org: Option<usize>, now: i64) -> Result<Option<&KeyState>, &'static str> {
-        let Some(raw) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+    fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        org: Option<usize>,
+        now: i64,
+    ) -> Result<Option<&KeyState>, &'static str> {
+        let Some(raw) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        else {
             return Err("missing-key");
         };
         let Some((scheme, token)) = raw.trim().split_once(' ') else {
@@ -357,7 +416,10 @@ fn respond(a: Answer) -> Response {
     let mut r = Response::new(Body::from(a.body));
     *r.status_mut() = a.status;
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     for (k, v) in a.headers {
         h.insert(k, v);
     }
@@ -374,13 +436,24 @@ async fn api(sim: Arc<Sim>, req: Request, path: String) -> Response {
         ["", "admin", "v1", "orgs", org, "event-actions"] => (*org, Endpoint::Actions, None),
         _ => {
             sim.count(Endpoint::Unknown, 404);
-            return respond(err(StatusCode::NOT_FOUND, Some("ADMIN-404-1"), "Not found", "Unknown resource"));
+            return respond(err(
+                StatusCode::NOT_FOUND,
+                Some("ADMIN-404-1"),
+                "Not found",
+                "Unknown resource",
+            ));
         }
     };
     if req.method() != Method::GET {
         sim.count(endpoint, 405);
-        let mut a = err(StatusCode::METHOD_NOT_ALLOWED, Some("ADMIN-405-1"), "Method not supported", "Only GET is supported");
-        a.headers.push((header::ALLOW, HeaderValue::from_static("GET")));
+        let mut a = err(
+            StatusCode::METHOD_NOT_ALLOWED,
+            Some("ADMIN-405-1"),
+            "Method not supported",
+            "Only GET is supported",
+        );
+        a.headers
+            .push((header::ALLOW, HeaderValue::from_static("GET")));
         return respond(a);
     }
     let org = sim.org_index(org_id);
@@ -388,8 +461,16 @@ async fn api(sim: Arc<Sim>, req: Request, path: String) -> Response {
         Ok(k) => k,
         Err(reason) => {
             sim.count(endpoint, 401);
-            let mut a = err(StatusCode::UNAUTHORIZED, None, "Unauthorized", "The API key is missing, invalid, expired or revoked");
-            a.headers.push((HeaderName::from_static("x-sim-reason"), HeaderValue::from_static(reason)));
+            let mut a = err(
+                StatusCode::UNAUTHORIZED,
+                None,
+                "Unauthorized",
+                "The API key is missing, invalid, expired or revoked",
+            );
+            a.headers.push((
+                HeaderName::from_static("x-sim-reason"),
+                HeaderValue::from_static(reason),
+            ));
             return respond(a);
         }
     };
@@ -412,23 +493,42 @@ async fn api(sim: Arc<Sim>, req: Request, path: String) -> Response {
             Endpoint::Query => (rl.events_per_path, rl.events_per_key),
             _ => (rl.other_per_path, rl.other_per_key),
         };
-        let d = sim.limiter.check(now, endpoint as u8, org as u32, key.limiter_id, pp, pk);
+        let d = sim
+            .limiter
+            .check(now, endpoint as u8, org as u32, key.limiter_id, pp, pk);
         let reset = d.reset_ms + rl.reset_offset_secs * 1000;
         if rl.header_ratelimit {
-            rl_headers.push((HeaderName::from_static("x-ratelimit-limit"), hv(&d.limit.to_string())));
-            rl_headers.push((HeaderName::from_static("x-ratelimit-remaining"), hv(&d.remaining.to_string())));
-            rl_headers.push((HeaderName::from_static("x-ratelimit-reset"), hv(&rfc3339_minutes(reset))));
+            rl_headers.push((
+                HeaderName::from_static("x-ratelimit-limit"),
+                hv(&d.limit.to_string()),
+            ));
+            rl_headers.push((
+                HeaderName::from_static("x-ratelimit-remaining"),
+                hv(&d.remaining.to_string()),
+            ));
+            rl_headers.push((
+                HeaderName::from_static("x-ratelimit-reset"),
+                hv(&rfc3339_minutes(reset)),
+            ));
         }
         if !d.allowed {
             sim.count(endpoint, 429);
             let wait = ((reset - now).max(0) + 999) / 1000;
-            let mut a = err(StatusCode::TOO_MANY_REQUESTS, Some("ADMIN-429-1"), "Rate limit exceeded", "Wait for the rate limit counter to reset");
+            let mut a = err(
+                StatusCode::TOO_MANY_REQUESTS,
+                Some("ADMIN-429-1"),
+                "Rate limit exceeded",
+                "Wait for the rate limit counter to reset",
+            );
             a.headers = rl_headers;
             if rl.header_retry_after {
                 a.headers.push((header::RETRY_AFTER, hv(&wait.to_string())));
             }
             if rl.header_x_retry_after {
-                a.headers.push((HeaderName::from_static("x-retry-after"), hv(&wait.to_string())));
+                a.headers.push((
+                    HeaderName::from_static("x-retry-after"),
+                    hv(&wait.to_string()),
+                ));
             }
             return respond(a);
         }
@@ -452,17 +552,34 @@ async fn api(sim: Arc<Sim>, req: Request, path: String) -> Response {
         sim.count(endpoint, 429);
         let reset = (now.div_euclid(60_000) + 1) * 60_000 + rl.reset_offset_secs * 1000;
         let wait = ((reset - now).max(0) + 999) / 1000;
-        let mut a = err(StatusCode::TOO_MANY_REQUESTS, Some("ADMIN-429-1"), "Rate limit exceeded", "Wait for the rate limit counter to reset");
+        let mut a = err(
+            StatusCode::TOO_MANY_REQUESTS,
+            Some("ADMIN-429-1"),
+            "Rate limit exceeded",
+            "Wait for the rate limit counter to reset",
+        );
         if rl.header_ratelimit {
-            a.headers.push((HeaderName::from_static("x-ratelimit-limit"), HeaderValue::from_static("50")));
-            a.headers.push((HeaderName::from_static("x-ratelimit-remaining"), HeaderValue::from_static("0")));
-            a.headers.push((HeaderName::from_static("x-ratelimit-reset"), hv(&rfc3339_minutes(reset))));
+            a.headers.push((
+                HeaderName::from_static("x-ratelimit-limit"),
+                HeaderValue::from_static("50"),
+            ));
+            a.headers.push((
+                HeaderName::from_static("x-ratelimit-remaining"),
+                HeaderValue::from_static("0"),
+            ));
+            a.headers.push((
+                HeaderName::from_static("x-ratelimit-reset"),
+                hv(&rfc3339_minutes(reset)),
+            ));
         }
         if rl.header_retry_after {
             a.headers.push((header::RETRY_AFTER, hv(&wait.to_string())));
         }
         if rl.header_x_retry_after {
-            a.headers.push((HeaderName::from_static("x-retry-after"), hv(&wait.to_string())));
+            a.headers.push((
+                HeaderName::from_static("x-retry-after"),
+                hv(&wait.to_string()),
+            ));
         }
         return respond(a);
     }
@@ -470,11 +587,17 @@ async fn api(sim: Arc<Sim>, req: Request, path: String) -> Response {
         sim.count_fault("5xx");
         sim.count(endpoint, s);
         let status = StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return respond(err(status, Some("ADMIN-500-1"), "Internal server error", "Injected by the simulator"));
+        return respond(err(
+            status,
+            Some("ADMIN-500-1"),
+            "Internal server error",
+            "Injected by the simulator",
+        ));
     }
 
     let query = req.uri().query().unwrap_or("").to_string();
-    let params: Vec<(Cow<'_, str>, Cow<'_, str>)> = form_urlencoded::parse(query.as_bytes()).collect();
+    let params: Vec<(Cow<'_, str>, Cow<'_, str>)> =
+        form_urlencoded::parse(query.as_bytes()).collect();
     let store = &sim.orgs[org];
     store.catch_up(now);
     let mut answer = match endpoint {
@@ -500,31 +623,45 @@ async fn api(sim: Arc<Sim>, req: Request, path: String) -> Response {
             sim.count_fault("reset");
             let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
                 Ok(prefix),
-                Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "simulated connection reset")),
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "simulated connection reset",
+                )),
             ];
             let mut r = Response::new(Body::from_stream(futures_util::stream::iter(chunks)));
-            r.headers_mut().insert(header::CONTENT_LENGTH, hv(&len.to_string()));
+            r.headers_mut()
+                .insert(header::CONTENT_LENGTH, hv(&len.to_string()));
             r
         } else {
             sim.count_fault("truncate");
             Response::new(Body::from(prefix))
         };
         let h = r.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         for (k, v) in answer.headers {
             h.insert(k, v);
         }
         return r;
     }
     if answer.status == StatusCode::OK {
-        sim.counters.events_served.fetch_add(answer.events as u64, Ordering::Relaxed);
-        sim.counters.bytes_served.fetch_add(answer.body.len() as u64, Ordering::Relaxed);
+        sim.counters
+            .events_served
+            .fetch_add(answer.events as u64, Ordering::Relaxed);
+        sim.counters
+            .bytes_served
+            .fetch_add(answer.body.len() as u64, Ordering::Relaxed);
     }
     respond(answer)
 }
 
 fn param<'a>(params: &'a [(Cow<'_, str>, Cow<'_, str>)], name: &str) -> Option<&'a str> {
-    params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_ref())
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_ref())
 }
 
 fn params_all<'a>(params: &'a [(Cow<'_, str>, Cow<'_, str>)], name: &str) -> Vec<&'a str> {
@@ -541,19 +678,36 @@ fn params_all<'a>(params: &'a [(Cow<'_, str>, Cow<'_, str>)], name: &str) -> Vec
 fn parse_ms(v: Option<&str>, name: &str) -> Result<Option<i64>, Answer> {
     match v {
         None => Ok(None),
-        Some(s) if !s.is_empty() && s.len() <= 16 && s.bytes().all(|b| b.is_ascii_digit()) => Ok(s.parse().ok()),
+        Some(s) if !s.is_empty() && s.len() <= 16 && s.bytes().all(|b| b.is_ascii_digit()) => {
+            Ok(s.parse().ok())
+        }
         Some(s) => Err(err(
             StatusCode::BAD_REQUEST,
             Some("ADMIN-400-3"),
             "Invalid time",
-            &format!("`{name}` must be epoch milliseconds (digits only), got `{}`", s.chars().take(40).collect::<String>()),
+            &format!(
+                "`{name}` must be epoch milliseconds (digits only), got `{}`",
+                s.chars().take(40).collect::<String>()
+            ),
         )),
     }
 }
 
-fn parse_limit(v: Option<&str>, default: usize, max: usize, over: OverMax) -> Result<usize, Answer> {
+fn parse_limit(
+    v: Option<&str>,
+    default: usize,
+    max: usize,
+    over: OverMax,
+) -> Result<usize, Answer> {
     let Some(s) = v else { return Ok(default) };
-    let bad = || err(StatusCode::BAD_REQUEST, Some("ADMIN-400-4"), "Invalid limit", &format!("`limit` must be an integer within 1..={max}"));
+    let bad = || {
+        err(
+            StatusCode::BAD_REQUEST,
+            Some("ADMIN-400-4"),
+            "Invalid limit",
+            &format!("`limit` must be an integer within 1..={max}"),
+        )
+    };
     let n: usize = s.parse().map_err(|_| bad())?;
     if n == 0 {
         return Err(bad());
@@ -571,16 +725,30 @@ fn time_bounds(params: &[(Cow<'_, str>, Cow<'_, str>)]) -> Result<(i64, i64), An
     let from = parse_ms(param(params, "from"), "from")?.unwrap_or(i64::MIN);
     let to = parse_ms(param(params, "to"), "to")?.unwrap_or(i64::MAX);
     if from > to {
-        return Err(err(StatusCode::BAD_REQUEST, Some("ADMIN-400-3"), "Invalid time", "`from` is after `to`"));
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            Some("ADMIN-400-3"),
+            "Invalid time",
+            "`from` is after `to`",
+        ));
     }
     Ok((from, to))
 }
 
 /// Validates a presented cursor (kind, org, generation, TTL).
-fn check_cursor(sim: &Sim, raw: &str, kind: CursorKind, org: usize, now: i64) -> Result<Cursor, Answer> {
-    let c = Cursor::decode(raw, sim.secret).ok_or_else(|| bad_cursor("The cursor is not one this server issued"))?;
+fn check_cursor(
+    sim: &Sim,
+    raw: &str,
+    kind: CursorKind,
+    org: usize,
+    now: i64,
+) -> Result<Cursor, Answer> {
+    let c = Cursor::decode(raw, sim.secret)
+        .ok_or_else(|| bad_cursor("The cursor is not one this server issued"))?;
     if c.kind != kind || c.org != org as u32 {
-        return Err(bad_cursor("The cursor belongs to another endpoint or organization"));
+        return Err(bad_cursor(
+            "The cursor belongs to another endpoint or organization",
+        ));
     }
     if c.generation != sim.generation.load(Ordering::SeqCst) {
         return Err(bad_cursor("The cursor has expired"));
@@ -593,7 +761,13 @@ fn check_cursor(sim: &Sim, raw: &str, kind: CursorKind, org: usize, now: i64) ->
     Ok(c)
 }
 
-fn meta(buf: &mut Vec<u8>, extra: bool, next: Option<&str>, page_size: usize, total: Option<usize>) {
+fn meta(
+    buf: &mut Vec<u8>,
+    extra: bool,
+    next: Option<&str>,
+    page_size: usize,
+    total: Option<usize>,
+) {
     buf.extend_from_slice(b"\"meta\":{\"next\":");
     match next {
         Some(c) => {
@@ -628,7 +802,12 @@ fn stream_page(
     now: i64,
     draw: &Draw,
 ) -> Answer {
-    let limit = match parse_limit(param(params, "limit"), STREAM_DEFAULT_LIMIT, STREAM_MAX_LIMIT, sim.cfg.limit_over_max) {
+    let limit = match parse_limit(
+        param(params, "limit"),
+        STREAM_DEFAULT_LIMIT,
+        STREAM_MAX_LIMIT,
+        sim.cfg.limit_over_max,
+    ) {
         Ok(l) => l,
         Err(a) => return a,
     };
@@ -650,7 +829,12 @@ fn stream_page(
                 None | Some("asc") => false,
                 Some("desc") => true,
                 Some(_) => {
-                    return err(StatusCode::BAD_REQUEST, Some("ADMIN-400-4"), "Invalid sortOrder", "`sortOrder` must be `asc` or `desc`");
+                    return err(
+                        StatusCode::BAD_REQUEST,
+                        Some("ADMIN-400-4"),
+                        "Invalid sortOrder",
+                        "`sortOrder` must be `asc` or `desc`",
+                    );
                 }
             };
             let (from, to) = match time_bounds(params) {
@@ -667,10 +851,11 @@ fn stream_page(
     let n = ev.len();
     let mut out: Vec<usize> = Vec::with_capacity(limit);
     let mut scanned = 0usize;
-    let next_pos;
-    if !desc {
+    let next_pos = if !desc {
         let lo = from.max(floor);
-        let start = ev.partition_point(|e| e.processed_ms < lo).max(pos.unwrap_or(0) as usize);
+        let start = ev
+            .partition_point(|e| e.processed_ms < lo)
+            .max(pos.unwrap_or(0) as usize);
         let mut i = start;
         while i < n && out.len() < limit && scanned < SCAN_CAP {
             let e = &ev[i];
@@ -690,15 +875,21 @@ fn stream_page(
             i += 1;
             scanned += 1;
         }
-        next_pos = if draw.duplicate && out.len() >= 2 {
+        if draw.duplicate && out.len() >= 2 {
             sim.count_fault("duplicate");
             out[out.len() - 1]
         } else {
             i
-        };
+        }
     } else {
-        let hi_bound = if by_time { to.saturating_add(MAX_LAG_MS) } else { to };
-        let hi = ev.partition_point(|e| e.processed_ms <= hi_bound).min(pos.map_or(n, |p| p as usize));
+        let hi_bound = if by_time {
+            to.saturating_add(MAX_LAG_MS)
+        } else {
+            to
+        };
+        let hi = ev
+            .partition_point(|e| e.processed_ms <= hi_bound)
+            .min(pos.map_or(n, |p| p as usize));
         let mut i = hi;
         while i > 0 && out.len() < limit && scanned < SCAN_CAP {
             let e = &ev[i - 1];
@@ -714,13 +905,13 @@ fn stream_page(
             i -= 1;
             scanned += 1;
         }
-        next_pos = if draw.duplicate && out.len() >= 2 {
+        if draw.duplicate && out.len() >= 2 {
             sim.count_fault("duplicate");
             out[out.len() - 1] + 1
         } else {
             i
-        };
-    }
+        }
+    };
     let terminal = out.is_empty() && scanned < SCAN_CAP;
     let next: Option<String> = if terminal && sim.cfg.terminal_mode == TerminalMode::B {
         None
@@ -763,9 +954,19 @@ fn stream_page(
     drop(d);
     buf.extend_from_slice(b"],");
     let page_size = if out.is_empty() { limit } else { out.len() };
-    meta(&mut buf, sim.cfg.extra_meta, next.as_deref(), page_size, None);
+    meta(
+        &mut buf,
+        sim.cfg.extra_meta,
+        next.as_deref(),
+        page_size,
+        None,
+    );
     buf.extend_from_slice(b",\"links\":{\"self\":");
-    let self_url = if query.is_empty() { format!("{base}{path}") } else { format!("{base}{path}?{query}") };
+    let self_url = if query.is_empty() {
+        format!("{base}{path}")
+    } else {
+        format!("{base}{path}?{query}")
+    };
     buf.extend_from_slice(json_str(&self_url).as_bytes());
     if let Some(c) = &next {
         buf.extend_from_slice(b",\"next\":");
@@ -784,7 +985,10 @@ struct QueryFilters {
     locations: Option<Vec<u16>>,
 }
 
-fn query_filters(store: &OrgStore, params: &[(Cow<'_, str>, Cow<'_, str>)]) -> Result<QueryFilters, Answer> {
+fn query_filters(
+    store: &OrgStore,
+    params: &[(Cow<'_, str>, Cow<'_, str>)],
+) -> Result<QueryFilters, Answer> {
     let pools = &store.pools;
     let actors = params_all(params, "actor");
     let ips = params_all(params, "ip");
@@ -793,7 +997,12 @@ fn query_filters(store: &OrgStore, params: &[(Cow<'_, str>, Cow<'_, str>)]) -> R
         None => None,
         Some(raw) => {
             let v: Vec<serde_json::Value> = serde_json::from_str(raw).map_err(|e| {
-                err(StatusCode::BAD_REQUEST, Some("ADMIN-400-4"), "Invalid location", &format!("`location` must be a JSON list of {{city,countryName}}: {e}"))
+                err(
+                    StatusCode::BAD_REQUEST,
+                    Some("ADMIN-400-4"),
+                    "Invalid location",
+                    &format!("`location` must be a JSON list of {{city,countryName}}: {e}"),
+                )
             })?;
             let mut idx = Vec::new();
             for l in v {
@@ -810,23 +1019,46 @@ fn query_filters(store: &OrgStore, params: &[(Cow<'_, str>, Cow<'_, str>)]) -> R
         }
     };
     Ok(QueryFilters {
-        q: param(params, "q").filter(|q| !q.is_empty()).map(str::to_string),
-        action: param(params, "action").filter(|a| !a.is_empty()).map(action_index),
+        q: param(params, "q")
+            .filter(|q| !q.is_empty())
+            .map(str::to_string),
+        action: param(params, "action")
+            .filter(|a| !a.is_empty())
+            .map(action_index),
         actors: (!actors.is_empty()).then(|| {
             (0..pools.actor_ids.len() as u32)
-                .filter(|&i| actors.iter().any(|a| pools.actor_ids[i as usize] == *a || pools.actor_emails[i as usize] == *a))
+                .filter(|&i| {
+                    actors.iter().any(|a| {
+                        pools.actor_ids[i as usize] == *a || pools.actor_emails[i as usize] == *a
+                    })
+                })
                 .collect()
         }),
         ips: (!ips.is_empty()).then(|| {
-            (0..pools.ips.len() as u32).filter(|&i| ips.contains(&pools.ips[i as usize].as_str())).collect()
+            (0..pools.ips.len() as u32)
+                .filter(|&i| ips.contains(&pools.ips[i as usize].as_str()))
+                .collect()
         }),
-        products: (!products.is_empty()).then(|| products.iter().filter_map(|p| Product::parse(p)).collect()),
+        products: (!products.is_empty())
+            .then(|| products.iter().filter_map(|p| Product::parse(p)).collect()),
         locations,
     })
 }
 
-fn query_page(sim: &Sim, store: &OrgStore, params: &[(Cow<'_, str>, Cow<'_, str>)], path: &str, query: &str, now: i64) -> Answer {
-    let limit = match parse_limit(param(params, "limit"), sim.cfg.query_default_limit, sim.cfg.query_max_limit, sim.cfg.limit_over_max) {
+fn query_page(
+    sim: &Sim,
+    store: &OrgStore,
+    params: &[(Cow<'_, str>, Cow<'_, str>)],
+    path: &str,
+    query: &str,
+    now: i64,
+) -> Answer {
+    let limit = match parse_limit(
+        param(params, "limit"),
+        sim.cfg.query_default_limit,
+        sim.cfg.query_max_limit,
+        sim.cfg.limit_over_max,
+    ) {
         Ok(l) => l,
         Err(a) => return a,
     };
@@ -871,7 +1103,9 @@ fn query_page(sim: &Sim, store: &OrgStore, params: &[(Cow<'_, str>, Cow<'_, str>
             || f.ips.as_ref().is_some_and(|a| !a.contains(&e.ip))
             || f.products.as_ref().is_some_and(|p| !p.contains(&e.product))
             || f.locations.as_ref().is_some_and(|l| !l.contains(&e.loc))
-            || f.q.as_ref().is_some_and(|q| !contains_ignore_ascii_case(&e.json, q.as_bytes()))
+            || f.q
+                .as_ref()
+                .is_some_and(|q| !contains_ignore_ascii_case(&e.json, q.as_bytes()))
         {
             continue;
         }
@@ -908,15 +1142,28 @@ fn query_page(sim: &Sim, store: &OrgStore, params: &[(Cow<'_, str>, Cow<'_, str>
     }
     drop(d);
     buf.extend_from_slice(b"],");
-    meta(&mut buf, sim.cfg.extra_meta, next.as_deref(), out.len(), None);
+    meta(
+        &mut buf,
+        sim.cfg.extra_meta,
+        next.as_deref(),
+        out.len(),
+        None,
+    );
     let base = sim.base_url();
     buf.extend_from_slice(b",\"links\":{\"self\":");
-    let self_url = if query.is_empty() { format!("{base}{path}") } else { format!("{base}{path}?{query}") };
+    let self_url = if query.is_empty() {
+        format!("{base}{path}")
+    } else {
+        format!("{base}{path}?{query}")
+    };
     buf.extend_from_slice(json_str(&self_url).as_bytes());
     if let Some(c) = &next {
         // Filters are not kept in the cursor: links.next repeats them.
         let mut ser = form_urlencoded::Serializer::new(String::new());
-        for (k, v) in params.iter().filter(|(k, _)| !matches!(k.as_ref(), "cursor" | "from" | "to")) {
+        for (k, v) in params
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_ref(), "cursor" | "from" | "to"))
+        {
             ser.append_pair(k, v);
         }
         ser.append_pair("cursor", c);
@@ -929,10 +1176,21 @@ fn query_page(sim: &Sim, store: &OrgStore, params: &[(Cow<'_, str>, Cow<'_, str>
 }
 
 fn one_event(store: &OrgStore, id: &str) -> Answer {
-    let not_found = || err(StatusCode::NOT_FOUND, Some("ADMIN-404-4"), "Event not found", "No event with this id in the organization");
-    let Some(uuid) = crate::rng::parse_uuid(id) else { return not_found() };
+    let not_found = || {
+        err(
+            StatusCode::NOT_FOUND,
+            Some("ADMIN-404-4"),
+            "Event not found",
+            "No event with this id in the organization",
+        )
+    };
+    let Some(uuid) = crate::rng::parse_uuid(id) else {
+        return not_found();
+    };
     let d = store.read();
-    let Some(&i) = d.by_id.get(&uuid) else { return not_found() };
+    let Some(&i) = d.by_id.get(&uuid) else {
+        return not_found();
+    };
     let (a, b) = d.events[i as usize].query_form();
     let mut buf = Vec::with_capacity(a.len() + b.len() + 16);
     buf.extend_from_slice(b"{\"data\":");

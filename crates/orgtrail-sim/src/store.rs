@@ -53,12 +53,15 @@ impl OrgStore {
         n: usize,
         span_ms: i64,
         end_ms: i64,
+        live_from_ms: i64,
         live_per_second: Option<f64>,
         live_max: usize,
     ) -> Self {
         let pools = OrgPools::new(org_id, index, seed);
         let times = history_times(seed, index, n, span_ms, end_ms);
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(8);
         let chunk = n.div_ceil(threads).max(1);
         let mut events: Vec<EventRec> = Vec::with_capacity(n);
         std::thread::scope(|s| {
@@ -70,7 +73,9 @@ impl OrgStore {
                     s.spawn(move || {
                         ts.iter()
                             .enumerate()
-                            .map(|(j, t)| gen_event(pools, seed, index, (ci * chunk + j) as u64, *t))
+                            .map(|(j, t)| {
+                                gen_event(pools, seed, index, (ci * chunk + j) as u64, *t)
+                            })
                             .collect::<Vec<_>>()
                     })
                 })
@@ -90,8 +95,14 @@ impl OrgStore {
             by_id.insert(e.id, i as u32);
         }
         let last = events.last().map_or(end_ms, |e| e.processed_ms);
-        let live_start_ms = end_ms.max(last + 1);
         let live_per_ms = live_per_second.unwrap_or(0.0) / 1000.0;
+        // The first live event comes one interval after start (and after the history).
+        let interval = if live_per_ms > 0.0 {
+            (1.0 / live_per_ms).ceil() as i64
+        } else {
+            0
+        };
+        let live_start_ms = live_from_ms.max(last + 1) + interval;
         let store = Self {
             index,
             pools,
@@ -108,7 +119,9 @@ impl OrgStore {
             live_max: live_max as u64,
             next_live_ms: AtomicI64::new(i64::MAX),
         };
-        store.next_live_ms.store(store.live_time(0), Ordering::SeqCst);
+        store
+            .next_live_ms
+            .store(store.live_time(0), Ordering::SeqCst);
         store
     }
 
@@ -137,7 +150,9 @@ impl OrgStore {
             let idx = d.events.len() as u32;
             let key = (e.time_ms, idx);
             let events = &d.events;
-            let pos = d.by_time.partition_point(|&i| (events[i as usize].time_ms, i) < key);
+            let pos = d
+                .by_time
+                .partition_point(|&i| (events[i as usize].time_ms, i) < key);
             d.by_time.insert(pos, idx);
             d.by_id.insert(e.id, idx);
             d.events.push(e);
@@ -162,14 +177,28 @@ mod tests {
 
     #[test]
     fn live_events_append_in_order() {
-        let s = OrgStore::generate("o", 0, 5, 300, 3_600_000, 1_000_000_000, Some(10.0), 1000);
+        let s = OrgStore::generate(
+            "o",
+            0,
+            5,
+            300,
+            3_600_000,
+            1_000_000_000,
+            1_000_000_000,
+            Some(10.0),
+            1000,
+        );
         assert_eq!(s.read().events.len(), 300);
         s.catch_up(1_000_000_000 - 1);
         assert_eq!(s.read().events.len(), 300);
-        s.catch_up(1_000_000_000 + 999);
+        s.catch_up(1_000_000_000 + 1_000);
         let d = s.read();
         assert_eq!(d.events.len(), 310);
-        assert!(d.events.windows(2).all(|w| w[0].processed_ms <= w[1].processed_ms));
+        assert!(
+            d.events
+                .windows(2)
+                .all(|w| w[0].processed_ms <= w[1].processed_ms)
+        );
         assert!(d.by_time.windows(2).all(|w| {
             let (a, b) = (&d.events[w[0] as usize], &d.events[w[1] as usize]);
             (a.time_ms, w[0]) < (b.time_ms, w[1])
@@ -179,7 +208,17 @@ mod tests {
 
     #[test]
     fn generation_is_independent_of_chunking() {
-        let a = OrgStore::generate("o", 0, 5, 101, 3_600_000, 1_000_000_000, None, 0);
+        let a = OrgStore::generate(
+            "o",
+            0,
+            5,
+            101,
+            3_600_000,
+            1_000_000_000,
+            1_000_000_000,
+            None,
+            0,
+        );
         let p = OrgPools::new("o", 0, 5);
         let d = a.read();
         let t = history_times(5, 0, 101, 3_600_000, 1_000_000_000);

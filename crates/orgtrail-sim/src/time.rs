@@ -120,7 +120,10 @@ impl SimClock {
     /// Moves a manual clock forward. No effect on the system clock.
     pub fn advance(&self, by: Duration) {
         if let Some(t) = &self.manual {
-            t.fetch_add(i64::try_from(by.as_millis()).unwrap_or(i64::MAX), Ordering::SeqCst);
+            t.fetch_add(
+                i64::try_from(by.as_millis()).unwrap_or(i64::MAX),
+                Ordering::SeqCst,
+            );
         }
     }
 
@@ -153,7 +156,10 @@ mod tests {
             let secs: jiff::Timestamp = rfc3339_seconds(ms).parse().unwrap();
             assert_eq!(secs.as_second(), ts.as_second().min(ms.div_euclid(1000)));
         }
-        assert_eq!(rfc3339_millis(1_748_852_143_090), "2025-06-02T08:15:43.090Z");
+        assert_eq!(
+            rfc3339_millis(1_748_852_143_090),
+            "2025-06-02T08:15:43.090Z"
+        );
         assert_eq!(rfc3339_seconds(1_748_852_143_090), "2025-06-02T08:15:43Z");
         assert_eq!(rfc3339_minutes(1_748_852_143_090), "2025-06-02T08:15Z");
     }
