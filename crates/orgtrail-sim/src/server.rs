@@ -487,12 +487,12 @@ async fn api(sim: Arc<Sim>, req: Request, path: String) -> Response {
     // Rate limits.
     let rl = &sim.cfg.rate_limits;
     let mut rl_headers: Vec<(HeaderName, HeaderValue)> = Vec::new();
+    let (pp, pk) = match endpoint {
+        Endpoint::Stream => (rl.stream_per_path, rl.stream_per_key),
+        Endpoint::Query => (rl.events_per_path, rl.events_per_key),
+        _ => (rl.other_per_path, rl.other_per_key),
+    };
     if rl.enabled {
-        let (pp, pk) = match endpoint {
-            Endpoint::Stream => (rl.stream_per_path, rl.stream_per_key),
-            Endpoint::Query => (rl.events_per_path, rl.events_per_key),
-            _ => (rl.other_per_path, rl.other_per_key),
-        };
         let d = sim
             .limiter
             .check(now, endpoint as u8, org as u32, key.limiter_id, pp, pk);
@@ -561,7 +561,7 @@ async fn api(sim: Arc<Sim>, req: Request, path: String) -> Response {
         if rl.header_ratelimit {
             a.headers.push((
                 HeaderName::from_static("x-ratelimit-limit"),
-                HeaderValue::from_static("50"),
+                hv(&pp.min(pk).to_string()),
             ));
             a.headers.push((
                 HeaderName::from_static("x-ratelimit-remaining"),

@@ -1111,3 +1111,44 @@ async fn admin_can_be_disabled_and_seed_is_deterministic() {
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn retention_hides_events_older_than_180_days() {
+    let mut c = unlimited(cfg(400));
+    c.history_span = Duration::from_secs(360 * 86_400);
+    let sim = orgtrail_sim::start(c).await.unwrap();
+    let floor = T0 - 180 * 86_400_000;
+    let truth = sim.ground_truth(DEFAULT_ORG).unwrap();
+    let kept: Vec<String> = truth
+        .iter()
+        .filter(|t| t.processed_at_ms >= floor)
+        .map(|t| t.id.clone())
+        .collect();
+    assert!(kept.len() < truth.len() && !kept.is_empty());
+    let (events, _, _) = walk(&sim, &stream("?limit=500")).await;
+    assert_eq!(ids(&events), kept);
+    // an explicit older `from` does not bring them back
+    let (events, _, _) = walk(&sim, &stream("?from=0&limit=500")).await;
+    assert_eq!(events.len(), kept.len());
+    sim.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn payload_sizes_vary_like_real_events() {
+    let sim = orgtrail_sim::start(unlimited(cfg(3000))).await.unwrap();
+    let sizes: Vec<usize> = sim
+        .ground_truth(DEFAULT_ORG)
+        .unwrap()
+        .iter()
+        .map(|t| t.json.len())
+        .collect();
+    let (min, max) = (*sizes.iter().min().unwrap(), *sizes.iter().max().unwrap());
+    let mean = sizes.iter().sum::<usize>() / sizes.len();
+    assert!(min >= 450 && max <= 4096, "sizes {min}..{max}");
+    assert!(
+        sizes.iter().filter(|s| **s > 2500).count() > 30,
+        "a tail of large events"
+    );
+    assert!((900..1700).contains(&mean), "mean {mean}");
+    sim.shutdown().await.unwrap();
+}
