@@ -482,6 +482,8 @@ fn parse_org_key(s: &str) -> Result<OrgKey, String> {
 /// The 429 headers to send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum RateLimitHeader {
+    /// No rate-limit headers at all (as grove's failure case needs).
+    None,
     /// `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset`.
     Ratelimit,
     /// `Retry-After` (seconds).
@@ -595,7 +597,7 @@ pub struct SimArgs {
     #[arg(long, default_value_t = 100)]
     pub rl_other: u32,
 
-    /// Rate-limit headers to send (comma-separated): ratelimit, retry-after, x-retry-after.
+    /// Rate-limit headers to send (comma-separated): ratelimit, retry-after, x-retry-after, or none.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "ratelimit")]
     pub rl_headers: Vec<RateLimitHeader>,
 
@@ -662,6 +664,30 @@ pub struct SimArgs {
     /// Generate the events, print counts, sizes and bytes per event, and exit (for memory measurements).
     #[arg(long)]
     pub dry_run: bool,
+}
+
+impl fmt::Debug for OrgKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "OrgKey {{ org: {:?}, key: [REDACTED] }}", self.org)
+    }
+}
+
+impl fmt::Debug for SimArgs {
+    /// Redacts keys; shows the flags that matter when reading a log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimArgs")
+            .field("listen", &self.listen)
+            .field("orgs", &self.orgs)
+            .field("keys", &format_args!("[{} REDACTED]", self.keys.len()))
+            .field("org_keys", &self.org_keys)
+            .field("events", &self.events)
+            .field("seed", &self.seed)
+            .field("live_rate", &self.live_rate)
+            .field("terminal_mode", &self.terminal_mode)
+            .field("no_rate_limit", &self.no_rate_limit)
+            .field("fault_seed", &self.fault_seed)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SimArgs {
@@ -813,6 +839,13 @@ mod tests {
         assert_eq!(c.live_rate, Some(LiveRate { per_second: 20.0 }));
         assert_eq!(c.orgs.len(), 1);
         assert!(!format!("{c:?}").contains("test-key"));
+        assert!(!format!("{:?}", cli.sim).contains("test-key"));
+        let none = Cli::try_parse_from(["x", "--rl-headers", "none"])
+            .unwrap()
+            .sim
+            .to_config()
+            .unwrap();
+        assert!(!none.rate_limits.header_ratelimit && !none.rate_limits.header_retry_after);
     }
 
     #[test]
