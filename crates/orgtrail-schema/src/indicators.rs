@@ -233,6 +233,20 @@ impl Indicators {
         }
     }
 
+    /// Indicators read back from stored `p_any_*` columns.
+    pub fn from_columns(columns: impl IntoIterator<Item = (IndicatorField, Vec<String>)>) -> Self {
+        let mut values = Vec::new();
+        for (field, vs) in columns {
+            values.extend(vs.into_iter().map(|v| (field, v)));
+        }
+        let mut i = Indicators {
+            values,
+            finished: false,
+        };
+        i.finish();
+        i
+    }
+
     /// Sorts and de-duplicates every list. Idempotent.
     pub fn finish(&mut self) {
         if !self.finished {

@@ -14,6 +14,7 @@ pub mod indicators;
 mod model;
 mod normalize;
 mod output;
+mod rows;
 pub mod schema;
 pub mod schematest;
 pub mod time;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 pub use compile::compile;
 pub use indicators::{Indicator, IndicatorField, Indicators};
 pub use normalize::{Failure, FieldError, Normalizer, Outcome, Row, Value, row_id};
+pub use rows::RowReader;
 pub use schema::{Field, Problem, Schema, Type, table_name};
 pub use time::{TimeFormat, TimeLayout};
 

@@ -70,6 +70,8 @@ pub struct Row<'a> {
     pub row_id: String,
     pub event_time: Timestamp,
     pub parse_time: Timestamp,
+    pub source_id: Option<Arc<str>>,
+    pub source_label: Option<Arc<str>>,
     /// Sorted, de-duplicated `p_any_*` values.
     pub indicators: Indicators,
     /// The schema has an event-time field, it was present, but no format parsed it
@@ -84,6 +86,8 @@ impl Row<'_> {
             row_id: self.row_id,
             event_time: self.event_time,
             parse_time: self.parse_time,
+            source_id: self.source_id,
+            source_label: self.source_label,
             indicators: self.indicators,
             event_time_unparsed: self.event_time_unparsed,
         }
@@ -127,8 +131,8 @@ pub enum Outcome<'a> {
 #[derive(Debug, Clone)]
 pub struct Normalizer {
     schema: Arc<Schema>,
-    source_id: Option<String>,
-    source_label: Option<String>,
+    source_id: Option<Arc<str>>,
+    source_label: Option<Arc<str>>,
 }
 
 impl Normalizer {
@@ -142,8 +146,8 @@ impl Normalizer {
 
     /// Sets `p_source_id` and `p_source_label` (empty = omitted).
     pub fn with_source(mut self, id: Option<String>, label: Option<String>) -> Self {
-        self.source_id = id.filter(|s| !s.is_empty());
-        self.source_label = label.filter(|s| !s.is_empty());
+        self.source_id = id.filter(|s| !s.is_empty()).map(Arc::from);
+        self.source_label = label.filter(|s| !s.is_empty()).map(Arc::from);
         self
     }
 
@@ -166,52 +170,10 @@ impl Normalizer {
 
     /// Normalizes one line with a given `p_parse_time`.
     pub fn normalize_at<'a>(&self, line: &'a [u8], parse_time: Timestamp) -> Outcome<'a> {
-        let text = match std::str::from_utf8(line) {
-            Ok(t) => t,
-            Err(e) => {
-                use base64::Engine;
-                return Outcome::Failure(Failure {
-                    errors: vec![FieldError {
-                        path: "$".into(),
-                        message: format!(
-                            "the line is not valid UTF-8 (first bad byte at offset {}); the exact bytes are in payload_base64",
-                            e.valid_up_to()
-                        ),
-                    }],
-                    payload: String::from_utf8_lossy(line).into_owned(),
-                    payload_base64: Some(base64::engine::general_purpose::STANDARD.encode(line)),
-                });
-            }
+        let (fields, ctx, trimmed) = match decode(&self.schema.fields, line) {
+            Ok(decoded) => decoded,
+            Err(outcome) => return outcome,
         };
-        let trimmed = text.trim();
-        if trimmed.is_empty() {
-            return Outcome::Skip;
-        }
-        let mut ctx = Ctx::default();
-        let mut de = serde_json::Deserializer::from_str(trimmed);
-        let parsed = FieldsSeed {
-            fields: &self.schema.fields,
-            embedded: false,
-            ctx: &mut ctx,
-        }
-        .deserialize(&mut de)
-        .and_then(|v| de.end().map(|()| v));
-        let fields = match parsed {
-            Ok(Some(fields)) => fields,
-            Ok(None) => Vec::new(), // an error was recorded (not an object)
-            Err(e) => {
-                ctx.path.clear();
-                ctx.error(format!("invalid JSON: {e}"));
-                Vec::new()
-            }
-        };
-        if !ctx.errors.is_empty() {
-            return Outcome::Failure(Failure {
-                errors: ctx.errors,
-                payload: text.to_owned(),
-                payload_base64: None,
-            });
-        }
         let mut indicators = ctx.indicators;
         indicators.finish();
         let event_id = self
@@ -228,10 +190,75 @@ impl Normalizer {
             row_id,
             event_time: ctx.event_time.map_or(parse_time, |(_, t)| t),
             parse_time,
+            source_id: self.source_id.clone(),
+            source_label: self.source_label.clone(),
             indicators,
             event_time_unparsed: ctx.event_time_unparsed,
         })
     }
+}
+
+/// Decodes one line into slots for `fields`: the skip / failure outcomes, or the slots with the
+/// context (indicators, event time) and the trimmed text.
+fn decode<'s, 'a>(
+    fields: &'s [Field],
+    line: &'a [u8],
+) -> Result<(Slots<'a>, Ctx<'s>, &'a str), Outcome<'a>> {
+    let text = match std::str::from_utf8(line) {
+        Ok(t) => t,
+        Err(e) => {
+            use base64::Engine;
+            return Err(Outcome::Failure(Failure {
+                errors: vec![FieldError {
+                    path: "$".into(),
+                    message: format!(
+                        "the line is not valid UTF-8 (first bad byte at offset {}); the exact bytes are in payload_base64",
+                        e.valid_up_to()
+                    ),
+                }],
+                payload: String::from_utf8_lossy(line).into_owned(),
+                payload_base64: Some(base64::engine::general_purpose::STANDARD.encode(line)),
+            }));
+        }
+    };
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err(Outcome::Skip);
+    }
+    let mut ctx = Ctx::default();
+    let mut de = serde_json::Deserializer::from_str(trimmed);
+    let parsed = FieldsSeed {
+        fields,
+        embedded: false,
+        ctx: &mut ctx,
+    }
+    .deserialize(&mut de)
+    .and_then(|v| de.end().map(|()| v));
+    let slots = match parsed {
+        Ok(Some(slots)) => slots,
+        Ok(None) => Vec::new(), // an error was recorded (not an object)
+        Err(e) => {
+            ctx.path.clear();
+            ctx.error(format!("invalid JSON: {e}"));
+            Vec::new()
+        }
+    };
+    if !ctx.errors.is_empty() {
+        return Err(Outcome::Failure(Failure {
+            errors: ctx.errors,
+            payload: text.to_owned(),
+            payload_base64: None,
+        }));
+    }
+    Ok((slots, ctx, trimmed))
+}
+
+/// Decodes a line into slots for `fields`, without the normalizer's enrichment (for [`crate::rows`]).
+pub(crate) fn decode_with<'a>(
+    fields: &[Field],
+    line: &'a [u8],
+) -> Result<(Slots<'a>, &'a str), Outcome<'a>> {
+    decode(fields, line).map(|(slots, _, text)| (slots, text))
 }
 
 /// `p_row_id`: the first 32 hex digits of SHA-256(`source_id:event_id`), so a replayed event gets
@@ -340,7 +367,7 @@ struct FieldsSeed<'s, 'c> {
     ctx: &'c mut Ctx<'s>,
 }
 
-type Slots<'de> = Vec<Option<Value<'de>>>;
+pub(crate) type Slots<'de> = Vec<Option<Value<'de>>>;
 
 impl<'de, 's> DeserializeSeed<'de> for FieldsSeed<'s, '_> {
     type Value = Option<Slots<'de>>;

@@ -33,11 +33,11 @@ impl Normalizer {
             layout.write(t, &mut buf);
             write_str(out, &buf);
         }
-        if let Some(id) = self.source_id() {
+        if let Some(id) = &row.source_id {
             key(out, "p_source_id");
             write_str(out, id);
         }
-        if let Some(label) = self.source_label() {
+        if let Some(label) = &row.source_label {
             key(out, "p_source_label");
             write_str(out, label);
         }

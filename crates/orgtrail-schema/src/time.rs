@@ -16,6 +16,9 @@ pub enum TimeFormat {
     UnixNs,
     /// A strftime pattern; zone-less patterns are read as UTC.
     Strftime(String),
+    /// The data-lake layout orgtrail writes (`2025-06-02 08:42:07.000000000`, UTC). Used to read
+    /// rows back; not a name of the schema language.
+    Lake,
 }
 
 impl TimeFormat {
@@ -40,6 +43,7 @@ impl TimeFormat {
             TimeFormat::UnixUs => "unix_us",
             TimeFormat::UnixNs => "unix_ns",
             TimeFormat::Strftime(s) => s,
+            TimeFormat::Lake => "lake",
         }
     }
 
@@ -52,13 +56,14 @@ impl TimeFormat {
             TimeFormat::UnixUs => parse_unix_int(s, 1_000),
             TimeFormat::UnixNs => parse_unix_int(s, 1),
             TimeFormat::Strftime(fmt) => parse_strftime(fmt, s),
+            TimeFormat::Lake => parse_lake(s),
         }
     }
 
     /// Parses a JSON number's literal text; only the unix formats accept numbers.
     pub fn parse_number(&self, literal: &str) -> Option<Timestamp> {
         match self {
-            TimeFormat::Rfc3339 | TimeFormat::Strftime(_) => None,
+            TimeFormat::Rfc3339 | TimeFormat::Strftime(_) | TimeFormat::Lake => None,
             _ => self.parse_str(literal),
         }
     }
@@ -81,11 +86,21 @@ fn digits<const N: usize>(b: &[u8]) -> Option<i32> {
 /// Strict RFC 3339 as Go's `time.Parse(time.RFC3339, s)` accepts it:
 /// `YYYY-MM-DDTHH:MM:SS[.f{1,9}](Z|±HH:MM)`.
 pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
+    parse_iso(s, false)
+}
+
+/// The data-lake layout `YYYY-MM-DD HH:MM:SS[.f{1,9}]`, in UTC (what [`TimeLayout::Lake`] writes).
+pub fn parse_lake(s: &str) -> Option<Timestamp> {
+    parse_iso(s, true)
+}
+
+fn parse_iso(s: &str, lake: bool) -> Option<Timestamp> {
     let b = s.as_bytes();
-    if b.len() < 20
+    let sep = if lake { b' ' } else { b'T' };
+    if b.len() < 19
         || b[4] != b'-'
         || b[7] != b'-'
-        || b[10] != b'T'
+        || b[10] != sep
         || b[13] != b':'
         || b[16] != b':'
     {
@@ -113,8 +128,9 @@ pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
         rest = &tail[n..];
     }
     let offset_seconds = match rest {
-        [b'Z'] => 0,
-        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+        [] if lake => 0,
+        [b'Z'] if !lake => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] if !lake => {
             let h = digits::<2>(&[*h1, *h2])?;
             let m = digits::<2>(&[*m1, *m2])?;
             if h > 23 || m > 59 {
@@ -297,6 +313,26 @@ mod tests {
         ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad:?} must be rejected");
         }
+    }
+
+    #[test]
+    fn lake_layout_round_trips() {
+        for t in [
+            "2025-06-02T08:42:07Z",
+            "2022-04-04T16:12:41.059224Z",
+            "2025-06-02T08:42:07.123456789Z",
+        ] {
+            let t = ts(t);
+            assert_eq!(parse_lake(&TimeLayout::Lake.format(t)), Some(t));
+            assert_eq!(parse_rfc3339(&TimeLayout::Rfc3339.format(t)), Some(t));
+        }
+        assert_eq!(
+            parse_lake("2025-06-02 08:42:07"),
+            Some(ts("2025-06-02T08:42:07Z"))
+        );
+        assert_eq!(parse_lake("2025-06-02T08:42:07Z"), None);
+        assert_eq!(parse_lake("2025-06-02 08:42:07Z"), None);
+        assert_eq!(parse_rfc3339("2025-06-02 08:42:07"), None);
     }
 
     #[test]
