@@ -172,7 +172,7 @@ impl Normalizer {
     pub fn normalize_at<'a>(&self, line: &'a [u8], parse_time: Timestamp) -> Outcome<'a> {
         let (fields, ctx, trimmed) = match decode(&self.schema.fields, line) {
             Ok(decoded) => decoded,
-            Err(outcome) => return outcome,
+            Err(outcome) => return *outcome,
         };
         let mut indicators = ctx.indicators;
         indicators.finish();
@@ -203,12 +203,12 @@ impl Normalizer {
 fn decode<'s, 'a>(
     fields: &'s [Field],
     line: &'a [u8],
-) -> Result<(Slots<'a>, Ctx<'s>, &'a str), Outcome<'a>> {
+) -> Result<(Slots<'a>, Ctx<'s>, &'a str), Box<Outcome<'a>>> {
     let text = match std::str::from_utf8(line) {
         Ok(t) => t,
         Err(e) => {
             use base64::Engine;
-            return Err(Outcome::Failure(Failure {
+            return Err(Box::new(Outcome::Failure(Failure {
                 errors: vec![FieldError {
                     path: "$".into(),
                     message: format!(
@@ -218,12 +218,12 @@ fn decode<'s, 'a>(
                 }],
                 payload: String::from_utf8_lossy(line).into_owned(),
                 payload_base64: Some(base64::engine::general_purpose::STANDARD.encode(line)),
-            }));
+            })));
         }
     };
     let trimmed = text.trim();
     if trimmed.is_empty() {
-        return Err(Outcome::Skip);
+        return Err(Box::new(Outcome::Skip));
     }
     let mut ctx = Ctx::default();
     let mut de = serde_json::Deserializer::from_str(trimmed);
@@ -244,11 +244,11 @@ fn decode<'s, 'a>(
         }
     };
     if !ctx.errors.is_empty() {
-        return Err(Outcome::Failure(Failure {
+        return Err(Box::new(Outcome::Failure(Failure {
             errors: ctx.errors,
             payload: text.to_owned(),
             payload_base64: None,
-        }));
+        })));
     }
     Ok((slots, ctx, trimmed))
 }
@@ -257,7 +257,7 @@ fn decode<'s, 'a>(
 pub(crate) fn decode_with<'a>(
     fields: &[Field],
     line: &'a [u8],
-) -> Result<(Slots<'a>, &'a str), Outcome<'a>> {
+) -> Result<(Slots<'a>, &'a str), Box<Outcome<'a>>> {
     decode(fields, line).map(|(slots, _, text)| (slots, text))
 }
 

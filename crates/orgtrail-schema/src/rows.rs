@@ -73,7 +73,7 @@ impl RowReader {
     pub fn read<'a>(&self, line: &'a [u8]) -> Outcome<'a> {
         let (mut slots, raw) = match decode_with(&self.fields, line) {
             Ok(decoded) => decoded,
-            Err(outcome) => return outcome,
+            Err(outcome) => return *outcome,
         };
         let mut p = slots.split_off(self.events).into_iter();
         let mut next = || p.next().flatten();
