@@ -202,6 +202,37 @@ pub enum OverMax {
     Error,
 }
 
+/// Format of the `X-RateLimit-Reset` header (clients must accept all of them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResetFormat {
+    /// `2025-06-02T09:04Z` (minute precision, as observed).
+    #[default]
+    Minute,
+    /// `2025-06-02T09:04:00Z`
+    Second,
+    /// `2025-06-02T09:04:00.000Z`
+    Millis,
+    /// `2025-06-02T09:04:00+00:00`
+    Offset,
+    /// `2025-06-02T09:04+0000`
+    CompactOffset,
+}
+
+impl ResetFormat {
+    /// Formats epoch ms.
+    pub fn format(self, ms: i64) -> String {
+        use crate::time::{rfc3339_millis, rfc3339_minutes, rfc3339_seconds};
+        match self {
+            ResetFormat::Minute => rfc3339_minutes(ms),
+            ResetFormat::Second => rfc3339_seconds(ms),
+            ResetFormat::Millis => rfc3339_millis(ms),
+            ResetFormat::Offset => rfc3339_seconds(ms).replace('Z', "+00:00"),
+            ResetFormat::CompactOffset => rfc3339_minutes(ms).replace('Z', "+0000"),
+        }
+    }
+}
+
 /// Rate limits: fixed one-minute windows aligned to the clock minute, counted per API path (all
 /// keys, per org) and per key. Rejected requests are not counted.
 #[derive(Clone, Debug, Serialize)]
@@ -224,8 +255,12 @@ pub struct RateLimits {
     pub header_ratelimit: bool,
     /// Send `Retry-After` (seconds) on 429.
     pub header_retry_after: bool,
+    /// Send `Retry-After` as an HTTP-date on 429.
+    pub header_retry_after_date: bool,
     /// Send `X-Retry-After` (seconds) on 429.
     pub header_x_retry_after: bool,
+    /// Format of `X-RateLimit-Reset`.
+    pub reset_format: ResetFormat,
     /// Shift of the reported `X-RateLimit-Reset` (and retry-after) in seconds: negative puts the
     /// reset in the past, as a minute-precision header often is.
     pub reset_offset_secs: i64,
@@ -243,7 +278,9 @@ impl Default for RateLimits {
             other_per_key: 100,
             header_ratelimit: true,
             header_retry_after: false,
+            header_retry_after_date: false,
             header_x_retry_after: false,
+            reset_format: ResetFormat::Minute,
             reset_offset_secs: 0,
         }
     }
@@ -488,6 +525,8 @@ pub enum RateLimitHeader {
     Ratelimit,
     /// `Retry-After` (seconds).
     RetryAfter,
+    /// `Retry-After` as an HTTP-date.
+    RetryAfterDate,
     /// `X-Retry-After` (seconds).
     XRetryAfter,
 }
@@ -597,9 +636,13 @@ pub struct SimArgs {
     #[arg(long, default_value_t = 100)]
     pub rl_other: u32,
 
-    /// Rate-limit headers to send (comma-separated): ratelimit, retry-after, x-retry-after, or none.
+    /// Rate-limit headers to send (comma-separated): ratelimit, retry-after (seconds), retry-after-date (HTTP-date), x-retry-after, or none.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "ratelimit")]
     pub rl_headers: Vec<RateLimitHeader>,
+
+    /// Format of X-RateLimit-Reset: minute (2025-06-02T09:04Z, as observed), second, millis, offset (+00:00), compact-offset (+0000).
+    #[arg(long, value_enum, default_value_t = ResetFormat::Minute)]
+    pub rl_reset_format: ResetFormat,
 
     /// Shift the reported reset by this many seconds (negative: a reset in the past).
     #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
@@ -780,7 +823,9 @@ impl SimArgs {
                 other_per_key: self.rl_other,
                 header_ratelimit: self.rl_headers.contains(&RateLimitHeader::Ratelimit),
                 header_retry_after: self.rl_headers.contains(&RateLimitHeader::RetryAfter),
+                header_retry_after_date: self.rl_headers.contains(&RateLimitHeader::RetryAfterDate),
                 header_x_retry_after: self.rl_headers.contains(&RateLimitHeader::XRetryAfter),
+                reset_format: self.rl_reset_format,
                 reset_offset_secs: self.rl_reset_offset,
             },
             faults: Faults {
@@ -889,6 +934,14 @@ mod tests {
         assert!(c.orgs[0].keys[0].revoke_at.is_none());
         assert!(c.orgs[0].keys[1].expires_at.is_some());
         assert!(c.rate_limits.header_retry_after);
+        assert_eq!(
+            ResetFormat::Offset.format(1_748_855_040_000),
+            "2025-06-02T09:04:00+00:00"
+        );
+        assert_eq!(
+            ResetFormat::CompactOffset.format(1_748_855_040_000),
+            "2025-06-02T09:04+0000"
+        );
         assert_eq!(c.rate_limits.reset_offset_secs, -30);
         let bad = Cli::try_parse_from([
             "x", "--org", "a", "--org", "b", "--org", "c", "--key", "1", "--key", "2",

@@ -36,7 +36,7 @@ use tokio::task::JoinHandle;
 
 pub use config::{
     DEFAULT_KEY, DEFAULT_ORG, Faults, KeyConfig, LiveRate, OrgConfig, OverMax, RateLimitHeader,
-    RateLimits, SimArgs, SimConfig, TerminalMode, TimeField, TimeSpec, parse_duration,
+    RateLimits, ResetFormat, SimArgs, SimConfig, TerminalMode, TimeField, TimeSpec, parse_duration,
     parse_live_rate, parse_time_spec,
 };
 pub use generator::ACTIONS;

@@ -19,7 +19,7 @@ use crate::cursor::{Cursor, CursorKind};
 use crate::generator::{ACTIONS, Product, action_index, contains_ignore_ascii_case, location};
 use crate::limits::{Draw, FaultState, Limiter};
 use crate::store::{MAX_LAG_MS, OrgStore};
-use crate::time::{SimClock, rfc3339_minutes};
+use crate::time::SimClock;
 
 /// Stream page size default and maximum (atlassian-org-api.md §4).
 pub const STREAM_DEFAULT_LIMIT: usize = 200;
@@ -496,41 +496,17 @@ async fn api(sim: Arc<Sim>, req: Request, path: String) -> Response {
         let d = sim
             .limiter
             .check(now, endpoint as u8, org as u32, key.limiter_id, pp, pk);
-        let reset = d.reset_ms + rl.reset_offset_secs * 1000;
-        if rl.header_ratelimit {
-            rl_headers.push((
-                HeaderName::from_static("x-ratelimit-limit"),
-                hv(&d.limit.to_string()),
-            ));
-            rl_headers.push((
-                HeaderName::from_static("x-ratelimit-remaining"),
-                hv(&d.remaining.to_string()),
-            ));
-            rl_headers.push((
-                HeaderName::from_static("x-ratelimit-reset"),
-                hv(&rfc3339_minutes(reset)),
-            ));
-        }
+        rl_headers = ratelimit_headers(rl, d.limit, d.remaining, d.reset_ms, now, false);
         if !d.allowed {
             sim.count(endpoint, 429);
-            let wait = ((reset - now).max(0) + 999) / 1000;
-            let mut a = err(
-                StatusCode::TOO_MANY_REQUESTS,
-                Some("ADMIN-429-1"),
-                "Rate limit exceeded",
-                "Wait for the rate limit counter to reset",
-            );
-            a.headers = rl_headers;
-            if rl.header_retry_after {
-                a.headers.push((header::RETRY_AFTER, hv(&wait.to_string())));
-            }
-            if rl.header_x_retry_after {
-                a.headers.push((
-                    HeaderName::from_static("x-retry-after"),
-                    hv(&wait.to_string()),
-                ));
-            }
-            return respond(a);
+            return respond(too_many(ratelimit_headers(
+                rl,
+                d.limit,
+                d.remaining,
+                d.reset_ms,
+                now,
+                true,
+            )));
         }
     }
 
@@ -550,38 +526,15 @@ async fn api(sim: Arc<Sim>, req: Request, path: String) -> Response {
     if draw.burst_429 {
         sim.count_fault("429-burst");
         sim.count(endpoint, 429);
-        let reset = (now.div_euclid(60_000) + 1) * 60_000 + rl.reset_offset_secs * 1000;
-        let wait = ((reset - now).max(0) + 999) / 1000;
-        let mut a = err(
-            StatusCode::TOO_MANY_REQUESTS,
-            Some("ADMIN-429-1"),
-            "Rate limit exceeded",
-            "Wait for the rate limit counter to reset",
-        );
-        if rl.header_ratelimit {
-            a.headers.push((
-                HeaderName::from_static("x-ratelimit-limit"),
-                hv(&pp.min(pk).to_string()),
-            ));
-            a.headers.push((
-                HeaderName::from_static("x-ratelimit-remaining"),
-                HeaderValue::from_static("0"),
-            ));
-            a.headers.push((
-                HeaderName::from_static("x-ratelimit-reset"),
-                hv(&rfc3339_minutes(reset)),
-            ));
-        }
-        if rl.header_retry_after {
-            a.headers.push((header::RETRY_AFTER, hv(&wait.to_string())));
-        }
-        if rl.header_x_retry_after {
-            a.headers.push((
-                HeaderName::from_static("x-retry-after"),
-                hv(&wait.to_string()),
-            ));
-        }
-        return respond(a);
+        let reset = (now.div_euclid(60_000) + 1) * 60_000;
+        return respond(too_many(ratelimit_headers(
+            rl,
+            pp.min(pk),
+            0,
+            reset,
+            now,
+            true,
+        )));
     }
     if let Some(s) = draw.status_5xx {
         sim.count_fault("5xx");
@@ -655,6 +608,67 @@ async fn api(sim: Arc<Sim>, req: Request, path: String) -> Response {
             .fetch_add(answer.body.len() as u64, Ordering::Relaxed);
     }
     respond(answer)
+}
+
+fn too_many(headers: Vec<(HeaderName, HeaderValue)>) -> Answer {
+    let mut a = err(
+        StatusCode::TOO_MANY_REQUESTS,
+        Some("ADMIN-429-1"),
+        "Rate limit exceeded",
+        "Wait for the rate limit counter to reset",
+    );
+    a.headers = headers;
+    a
+}
+
+/// The rate-limit headers of a response (`is_429` adds the configured retry headers).
+fn ratelimit_headers(
+    rl: &crate::config::RateLimits,
+    limit: u32,
+    remaining: u32,
+    window_reset_ms: i64,
+    now: i64,
+    is_429: bool,
+) -> Vec<(HeaderName, HeaderValue)> {
+    let reset = window_reset_ms + rl.reset_offset_secs * 1000;
+    let mut h = Vec::new();
+    if rl.header_ratelimit {
+        h.push((
+            HeaderName::from_static("x-ratelimit-limit"),
+            hv(&limit.to_string()),
+        ));
+        h.push((
+            HeaderName::from_static("x-ratelimit-remaining"),
+            hv(&remaining.to_string()),
+        ));
+        h.push((
+            HeaderName::from_static("x-ratelimit-reset"),
+            hv(&rl.reset_format.format(reset)),
+        ));
+    }
+    if is_429 {
+        let wait = ((reset - now).max(0) + 999) / 1000;
+        if rl.header_retry_after {
+            h.push((header::RETRY_AFTER, hv(&wait.to_string())));
+        }
+        if rl.header_retry_after_date {
+            h.push((header::RETRY_AFTER, hv(&http_date(reset))));
+        }
+        if rl.header_x_retry_after {
+            h.push((
+                HeaderName::from_static("x-retry-after"),
+                hv(&wait.to_string()),
+            ));
+        }
+    }
+    h
+}
+
+/// `Mon, 02 Jun 2025 09:04:00 GMT`
+fn http_date(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.strftime("%a, %d %b %Y %H:%M:%S GMT").to_string())
+        .unwrap_or_default()
 }
 
 fn param<'a>(params: &'a [(Cow<'_, str>, Cow<'_, str>)], name: &str) -> Option<&'a str> {

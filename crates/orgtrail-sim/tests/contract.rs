@@ -812,6 +812,7 @@ async fn per_key_limit_binds_across_orgs_and_events_has_its_own_lower_limit() {
 
     // reset reported in the past
     let mut c = cfg(10);
+    c.rate_limits.header_retry_after_date = true;
     c.rate_limits.events_per_path = 1;
     c.rate_limits.reset_offset_secs = -120;
     let sim = orgtrail_sim::start(c).await.unwrap();
