@@ -1576,7 +1576,14 @@ pub fn gen_event(
     let target = draw_target_size(&mut r);
     let mut json = serialize(&ev);
     if json.len() < target {
-        pad(&mut ev, &mut r, target - json.len(), processed_ms);
+        pad(
+            &mut ev,
+            pools,
+            action,
+            &mut r,
+            target - json.len(),
+            processed_ms,
+        );
         json = serialize(&ev);
     }
     let pa_off = find(&json, b"\"processedAt\":\"").unwrap_or(0) as u32;
@@ -1600,7 +1607,38 @@ fn serialize(ev: &Event) -> Vec<u8> {
 }
 
 /// Adds realistic bulk (a settings change list) until the event grows by about `deficit` bytes.
-fn pad(ev: &mut Event, r: &mut Rng, deficit: usize, now_ms: i64) {
+/// Grows an event towards its target size the way real events are large: bulk operations list
+/// more users in `context`; settings, policy and object changes carry a `changes` list. Sign-in
+/// and other org-level events without a context stay small, as they are.
+fn pad(
+    ev: &mut Event,
+    pools: &OrgPools,
+    action: &ActionDef,
+    r: &mut Rng,
+    deficit: usize,
+    now_ms: i64,
+) {
+    let settings_like = action.id.contains("settings") || action.id.contains("policy");
+    match action.ctx {
+        Ctx::Empty if !settings_like => return,
+        Ctx::User
+        | Ctx::UserAndGroup
+        | Ctx::UserAndProduct
+        | Ctx::Group
+        | Ctx::GroupAndProduct
+        | Ctx::InvitedUser => {
+            // A bulk operation: more affected users.
+            let ctx = ev.attributes.context.get_or_insert_with(Vec::new);
+            let mut added = 0;
+            while added < deficit {
+                let u = r.pick(&pools.users);
+                added += 190 + u.id.len() + u.name.len() + u.email.len() + pools.org_id.len();
+                ctx.push(user_obj(pools, u, true));
+            }
+            return;
+        }
+        _ => {}
+    }
     let mut changes = Vec::new();
     let mut added = 12;
     while added < deficit {
