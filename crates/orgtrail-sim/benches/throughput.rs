@@ -12,7 +12,7 @@
 //!
 //! Run: `CARGO_TARGET_DIR=/work/target-sim cargo bench -p orgtrail-sim --bench throughput`
 //! Knobs: `SIM_BENCH_EVENTS` (default 200000), `SIM_BENCH_CLIENTS` (default 4),
-//! `SIM_BENCH_ROUNDS` (walks per client, default 3).
+//! `SIM_BENCH_ROUNDS` (walks per client, default 10).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -154,7 +154,7 @@ async fn baseline(
 fn main() {
     let n = env_usize("SIM_BENCH_EVENTS", 200_000);
     let clients = env_usize("SIM_BENCH_CLIENTS", 4);
-    let rounds = env_usize("SIM_BENCH_ROUNDS", 3);
+    let rounds = env_usize("SIM_BENCH_ROUNDS", 10);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
