@@ -951,6 +951,16 @@ mod tests {
     }
 
     #[test]
+    fn every_flag_has_help() {
+        use clap::CommandFactory;
+        let cmd = Cli::command();
+        cmd.clone().debug_assert();
+        for a in cmd.get_arguments() {
+            assert!(a.get_help().is_some(), "--{} has no help text", a.get_id());
+        }
+    }
+
+    #[test]
     fn parsers() {
         assert_eq!(parse_live_rate("5/min").unwrap().per_second, 5.0 / 60.0);
         assert!(parse_live_rate("5").is_err());
