@@ -1,6 +1,7 @@
 //! `orgtrail`: collect the Atlassian Cloud organization audit log into a data lake you own,
 //! normalized as Panther does it.
 
+mod lake_cmd;
 mod parse;
 mod schema_cmd;
 
@@ -75,15 +76,38 @@ enum Command {
     Schema(schema_cmd::SchemaCommand),
     /// Normalize JSON lines with a log schema: one row per line on stdout, failures apart
     Parse(parse::ParseArgs),
+    /// Store rows in the data lake, compact it
+    #[command(subcommand)]
+    Lake(lake_cmd::LakeCommand),
+    /// Run SQL over the data lake (DataFusion)
+    Query(lake_cmd::QueryArgs),
+    /// Run the Atlassian Organizations API simulator (for tests, benchmarks and demos)
+    Sim(Box<orgtrail_sim::SimArgs>),
     /// Print the data directory, lake and configuration file orgtrail would use
     Paths,
 }
 
 fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ORGTRAIL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Schema(cmd) => schema_cmd::run(cmd),
         Command::Parse(args) => parse::run(args),
+        Command::Lake(cmd) => cli
+            .globals
+            .lake()
+            .and_then(|lake| lake_cmd::run(cmd, &lake)),
+        Command::Query(args) => cli
+            .globals
+            .lake()
+            .and_then(|lake| lake_cmd::query(args, &lake)),
+        Command::Sim(args) => sim(*args),
         Command::Paths => paths(&cli.globals),
     };
     match result {
@@ -93,6 +117,14 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn sim(args: orgtrail_sim::SimArgs) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(orgtrail_sim::run(args))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn paths(g: &Globals) -> anyhow::Result<ExitCode> {

@@ -1,0 +1,285 @@
+//! Writing rows and classification failures as Parquet, one file per (table, event hour, batch).
+//!
+//! Layout: `<lake>/<table>/year=YYYY/month=MM/day=DD/hour=HH/<batch id>.parquet`, hour of
+//! `p_event_time` in UTC (of `p_parse_time` for `classification_failures`). The file name comes from
+//! the caller's batch id, so writing the same batch again replaces the same files: a replay after a
+//! crash creates no duplicates.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, ListArray, RecordBatch, StringArray, StructArray, TimestampNanosecondArray,
+};
+use arrow::buffer::OffsetBuffer;
+use arrow::datatypes::{DataType, Field, Fields, Schema as ArrowSchema, SchemaRef, TimeUnit};
+use bytes::Bytes;
+use jiff::Timestamp;
+use jiff::tz::Offset;
+use object_store::path::Path;
+use orgtrail_schema::{Failure, Row, Schema};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+
+use crate::LakeError;
+use crate::arrow::{rows_to_batch, table_schema};
+use crate::store::Location;
+
+/// The table holding classification failures.
+pub const FAILURES_TABLE: &str = "classification_failures";
+
+/// One file written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenFile {
+    pub path: String,
+    pub rows: usize,
+    pub bytes: usize,
+}
+
+/// A classification failure with where it came from.
+#[derive(Debug, Clone)]
+pub struct FailureRecord {
+    pub parse_time: Timestamp,
+    pub source_id: Option<String>,
+    pub source_label: Option<String>,
+    pub log_type: String,
+    pub failure: Failure,
+}
+
+/// A batch id becomes a file name: keep it to `[A-Za-z0-9_.-]`.
+pub fn check_batch_id(id: &str) -> Result<(), LakeError> {
+    if id.is_empty()
+        || id.starts_with('.')
+        || !id
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+    {
+        return Err(LakeError::Config(format!(
+            "batch id {id:?} must be non-empty and use only letters, digits, '-', '_' and '.'"
+        )));
+    }
+    Ok(())
+}
+
+/// A new batch id: `YYYYMMDDTHHMMSSZ-<uuid>`, as Panther names its files.
+pub fn new_batch_id() -> String {
+    let now = Offset::UTC.to_datetime(Timestamp::now());
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z-{}",
+        now.year(),
+        now.month(),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// `year=YYYY/month=MM/day=DD/hour=HH` of a time, in UTC.
+pub fn hour_partition(t: Timestamp) -> String {
+    let dt = Offset::UTC.to_datetime(t);
+    format!(
+        "year={:04}/month={:02}/day={:02}/hour={:02}",
+        dt.year(),
+        dt.month(),
+        dt.day(),
+        dt.hour()
+    )
+}
+
+fn writer_properties(log_type: &str) -> WriterProperties {
+    WriterProperties::builder()
+        // Level 3 is zstd's default; it always exists, so the constructor cannot fail.
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(128 * 1024))
+        .set_created_by(format!("orgtrail {}", env!("CARGO_PKG_VERSION")))
+        .set_key_value_metadata(Some(vec![parquet::file::metadata::KeyValue::new(
+            "orgtrail.log_type".to_owned(),
+            log_type.to_owned(),
+        )]))
+        .build()
+}
+
+/// Encodes one record batch as a Parquet file.
+pub fn encode(batch: &RecordBatch, log_type: &str) -> Result<Bytes, LakeError> {
+    let mut buf = Vec::with_capacity(1 << 20);
+    let mut writer =
+        ArrowWriter::try_new(&mut buf, batch.schema(), Some(writer_properties(log_type)))?;
+    writer.write(batch)?;
+    writer.close()?;
+    Ok(Bytes::from(buf))
+}
+
+/// The files of one batch: (path, encoded file, rows), before they are stored. CPU work only.
+pub type Encoded = Vec<(Path, Bytes, usize)>;
+
+/// Groups rows by event hour and encodes one Parquet file per hour.
+pub fn encode_rows(
+    location: &Location,
+    schema: &Schema,
+    batch_id: &str,
+    rows: &[Row<'_>],
+) -> Result<Encoded, LakeError> {
+    check_batch_id(batch_id)?;
+    let arrow = table_schema(schema);
+    let table = schema.table_name();
+    let mut by_hour: BTreeMap<String, Vec<&Row<'_>>> = BTreeMap::new();
+    for row in rows {
+        by_hour
+            .entry(hour_partition(row.event_time))
+            .or_default()
+            .push(row);
+    }
+    by_hour
+        .into_iter()
+        .map(|(hour, rows)| {
+            let batch = rows_to_batch(schema, &arrow, &rows)?;
+            let bytes = encode(&batch, &schema.name)?;
+            Ok((
+                file_path(location, &table, &hour, batch_id),
+                bytes,
+                rows.len(),
+            ))
+        })
+        .collect()
+}
+
+fn file_path(location: &Location, table: &str, hour: &str, batch_id: &str) -> Path {
+    let mut p = location.root.clone().join(table);
+    for part in hour.split('/') {
+        p = p.join(part);
+    }
+    p.join(format!("{batch_id}.parquet"))
+}
+
+/// Stores encoded files; each appears whole or not at all.
+pub async fn store(location: &Location, files: Encoded) -> Result<Vec<WrittenFile>, LakeError> {
+    let mut written = Vec::with_capacity(files.len());
+    for (path, bytes, rows) in files {
+        let len = bytes.len();
+        location.put(&path, bytes).await?;
+        written.push(WrittenFile {
+            path: path.to_string(),
+            rows,
+            bytes: len,
+        });
+    }
+    Ok(written)
+}
+
+/// The Arrow schema of `classification_failures`.
+pub fn failures_schema() -> SchemaRef {
+    let error = Fields::from(vec![
+        Field::new("path", DataType::Utf8, false),
+        Field::new("message", DataType::Utf8, false),
+    ]);
+    Arc::new(ArrowSchema::new(vec![
+        Field::new(
+            "p_parse_time",
+            DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("p_source_id", DataType::Utf8, true),
+        Field::new("p_source_label", DataType::Utf8, true),
+        Field::new("p_log_type", DataType::Utf8, false),
+        Field::new(
+            "errors",
+            DataType::List(Arc::new(Field::new("item", DataType::Struct(error), true))),
+            false,
+        ),
+        Field::new("payload", DataType::Utf8, false),
+        Field::new("payload_base64", DataType::Utf8, true),
+    ]))
+}
+
+/// Encodes failures, one file per hour of `p_parse_time`.
+pub fn encode_failures(
+    location: &Location,
+    batch_id: &str,
+    failures: &[FailureRecord],
+) -> Result<Encoded, LakeError> {
+    check_batch_id(batch_id)?;
+    let schema = failures_schema();
+    let mut by_hour: BTreeMap<String, Vec<&FailureRecord>> = BTreeMap::new();
+    for f in failures {
+        by_hour
+            .entry(hour_partition(f.parse_time))
+            .or_default()
+            .push(f);
+    }
+    by_hour
+        .into_iter()
+        .map(|(hour, recs)| {
+            let batch = failures_batch(&schema, &recs)?;
+            let bytes = encode(&batch, FAILURES_TABLE)?;
+            Ok((
+                file_path(location, FAILURES_TABLE, &hour, batch_id),
+                bytes,
+                recs.len(),
+            ))
+        })
+        .collect()
+}
+
+fn failures_batch(schema: &SchemaRef, recs: &[&FailureRecord]) -> Result<RecordBatch, LakeError> {
+    let errors = recs.iter().flat_map(|r| r.failure.errors.iter());
+    let paths: StringArray = errors.clone().map(|e| Some(e.path.as_str())).collect();
+    let messages: StringArray = errors.map(|e| Some(e.message.as_str())).collect();
+    let DataType::List(item) = schema.field(4).data_type() else {
+        return Err(LakeError::Corrupt(
+            "failures schema: errors is not a list".into(),
+        ));
+    };
+    let DataType::Struct(error_fields) = item.data_type() else {
+        return Err(LakeError::Corrupt(
+            "failures schema: errors items are not structs".into(),
+        ));
+    };
+    let structs = StructArray::try_new(
+        error_fields.clone(),
+        vec![Arc::new(paths), Arc::new(messages)],
+        None,
+    )?;
+    let offsets = OffsetBuffer::from_lengths(recs.iter().map(|r| r.failure.errors.len()));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(
+            TimestampNanosecondArray::from(
+                recs.iter()
+                    .map(|r| i64::try_from(r.parse_time.as_nanosecond()).unwrap_or(i64::MAX))
+                    .collect::<Vec<_>>(),
+            )
+            .with_timezone("UTC"),
+        ),
+        Arc::new(
+            recs.iter()
+                .map(|r| r.source_id.as_deref())
+                .collect::<StringArray>(),
+        ),
+        Arc::new(
+            recs.iter()
+                .map(|r| r.source_label.as_deref())
+                .collect::<StringArray>(),
+        ),
+        Arc::new(StringArray::from_iter_values(
+            recs.iter().map(|r| r.log_type.as_str()),
+        )),
+        Arc::new(ListArray::try_new(
+            item.clone(),
+            offsets,
+            Arc::new(structs),
+            None,
+        )?),
+        Arc::new(StringArray::from_iter_values(
+            recs.iter().map(|r| r.failure.payload.as_str()),
+        )),
+        Arc::new(
+            recs.iter()
+                .map(|r| r.failure.payload_base64.as_deref())
+                .collect::<StringArray>(),
+        ),
+    ];
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}

@@ -1,0 +1,269 @@
+//! `orgtrail lake ...` and `orgtrail query`: the data lake from the command line.
+
+use std::io::{self, BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use orgtrail_lake::{Lake, new_batch_id};
+use orgtrail_schema::{Outcome, Row, RowReader};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum LakeCommand {
+    /// Store normalized rows (the output of `orgtrail parse`) in the lake
+    #[command(
+        after_help = "Example:\n  orgtrail parse --log-type Atlassian.Audit < events.jsonl | orgtrail lake ingest --log-type Atlassian.Audit\n\n\
+Exit status: 0 when every row was stored, 1 when some lines were not rows (they are reported on stderr), 2 for errors."
+    )]
+    Ingest {
+        /// Log type of the rows [default: Atlassian.Audit]
+        #[arg(long, value_name = "TYPE", default_value = "Atlassian.Audit")]
+        log_type: String,
+        /// Load a schema file (repeatable)
+        #[arg(long = "schema", value_name = "FILE")]
+        schemas: Vec<PathBuf>,
+        /// Rows per Parquet file batch
+        #[arg(long, value_name = "N", default_value_t = 200_000)]
+        batch_rows: usize,
+        /// Files of rows [default: stdin]
+        files: Vec<PathBuf>,
+    },
+    /// Merge each closed hour's files into one, de-duplicated by p_row_id
+    #[command(
+        after_help = "Readers never see missing or doubled rows while this runs; an interrupted run is finished by the next one."
+    )]
+    Compact {
+        /// Only hours that ended at least this long ago (e.g. 2h, 30m, 1d)
+        #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = parse_duration)]
+        older_than: jiff::SignedDuration,
+        /// Load a schema file (repeatable), so its table is compacted too
+        #[arg(long = "schema", value_name = "FILE")]
+        schemas: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Tables: one per log type (atlassian_audit, ...) and classification_failures, partitioned by \
+the hour of p_event_time (p_parse_time for failures); time predicates read only the matching hours.\n\
+Panther's macros work: p_occurs_since('1 day'), p_occurs_between(start, end), p_occurs_after(t), p_occurs_before(t), p_occurs_around(t, window).\n\n\
+Examples:\n  orgtrail query \"SELECT attributes.action, count(*) FROM atlassian_audit GROUP BY 1 ORDER BY 2 DESC\"\n  orgtrail query --format json \"SELECT * FROM classification_failures WHERE p_parse_time > now() - interval '1 day'\""
+)]
+pub struct QueryArgs {
+    /// The SQL statement
+    sql: String,
+    /// Output: an aligned table, JSON lines or CSV
+    #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
+    format: String,
+    /// Load a schema file (repeatable), so its table can be queried
+    #[arg(long = "schema", value_name = "FILE")]
+    schemas: Vec<PathBuf>,
+}
+
+fn parse_duration(s: &str) -> Result<jiff::SignedDuration, String> {
+    let err = || format!("bad duration {s:?}: use e.g. 30m, 2h, 1d");
+    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
+    let n: i64 = s[..split].parse().map_err(|_| err())?;
+    let secs = match &s[split..] {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(err()),
+    };
+    Ok(jiff::SignedDuration::from_secs(secs))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+pub fn run(cmd: LakeCommand, lake_url: &str) -> anyhow::Result<ExitCode> {
+    match cmd {
+        LakeCommand::Ingest {
+            log_type,
+            schemas,
+            batch_rows,
+            files,
+        } => ingest(lake_url, &log_type, &schemas, batch_rows.max(1), &files),
+        LakeCommand::Compact {
+            older_than,
+            schemas,
+        } => {
+            let (reg, _) = crate::registry(&schemas)?;
+            let lake = Lake::open(lake_url)?;
+            let r = runtime()?.block_on(lake.compact(&reg, older_than))?;
+            println!(
+                "compacted {} hour(s): {} files, {} rows in, {} rows out ({} duplicates removed); {} interrupted run(s) finished",
+                r.hours_compacted,
+                r.files_in,
+                r.rows_in,
+                r.rows_out,
+                r.rows_in - r.rows_out,
+                r.resumed
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn ingest(
+    lake_url: &str,
+    log_type: &str,
+    schemas: &[PathBuf],
+    batch_rows: usize,
+    files: &[PathBuf],
+) -> anyhow::Result<ExitCode> {
+    let (reg, _) = crate::registry(schemas)?;
+    let schema = reg.get(log_type)?;
+    let reader = RowReader::new(&schema);
+    let lake = Lake::open(lake_url)?;
+    let rt = runtime()?;
+    let inputs: Vec<Option<&PathBuf>> = if files.is_empty() {
+        vec![None]
+    } else {
+        files.iter().map(Some).collect()
+    };
+    let (mut stored, mut bad, mut files_written) = (0usize, 0usize, 0usize);
+    let mut pending: Vec<Row<'static>> = Vec::with_capacity(batch_rows.min(1 << 16));
+    let mut flush = |pending: &mut Vec<Row<'static>>| -> anyhow::Result<()> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let written = rt.block_on(lake.write_rows(&schema, &new_batch_id(), pending))?;
+        stored += pending.len();
+        files_written += written.len();
+        pending.clear();
+        Ok(())
+    };
+    for input in inputs {
+        let name = input.map_or("stdin".to_owned(), |p| p.display().to_string());
+        let reader_in: Box<dyn BufRead> = match input {
+            None => Box::new(io::stdin().lock()),
+            Some(p) => Box::new(io::BufReader::new(
+                std::fs::File::open(p)
+                    .with_context(|| format!("cannot open input {}", p.display()))?,
+            )),
+        };
+        for (i, line) in reader_in.split(b'\n').enumerate() {
+            let line = line.with_context(|| format!("cannot read {name}"))?;
+            match reader.read(&line) {
+                Outcome::Row(row) => pending.push(row.into_owned()),
+                Outcome::Skip => {}
+                Outcome::Failure(f) => {
+                    bad += 1;
+                    let hint = if line.windows(10).any(|w| w == b"p_row_id\":") {
+                        ""
+                    } else {
+                        " (this looks like a raw event: normalize it with `orgtrail parse` first)"
+                    };
+                    let errors: Vec<String> = f.errors.iter().map(ToString::to_string).collect();
+                    eprintln!(
+                        "{name}:{}: not a {log_type} row: {}{hint}",
+                        i + 1,
+                        errors.join("; ")
+                    );
+                }
+            }
+            if pending.len() >= batch_rows {
+                flush(&mut pending)?;
+            }
+        }
+    }
+    flush(&mut pending)?;
+    eprintln!(
+        "stored {stored} row(s) in {files_written} file(s) under {}",
+        lake.location().display
+    );
+    Ok(if bad > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+pub fn query(args: QueryArgs, lake_url: &str) -> anyhow::Result<ExitCode> {
+    let (reg, _) = crate::registry(&args.schemas)?;
+    let lake = Lake::open(lake_url)?;
+    let engine = lake.query_engine(&reg)?;
+    let (schema, batches) = runtime()?.block_on(engine.sql(&args.sql))?;
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let result: anyhow::Result<()> = (|| {
+        match args.format.as_str() {
+            "json" => {
+                let mut w = arrow::json::LineDelimitedWriter::new(&mut out);
+                for b in &batches {
+                    w.write(b)?;
+                }
+                w.finish()?;
+            }
+            "csv" => {
+                if batches.is_empty() {
+                    let names: Vec<&str> =
+                        schema.fields().iter().map(|f| f.name().as_str()).collect();
+                    writeln!(out, "{}", names.join(","))?;
+                } else {
+                    let mut w = arrow::csv::WriterBuilder::new()
+                        .with_header(true)
+                        .build(&mut out);
+                    for b in &batches {
+                        w.write(&flatten_nested(b)?)?;
+                    }
+                }
+            }
+            _ => {
+                let table = if batches.is_empty() {
+                    arrow::util::pretty::pretty_format_batches(&[
+                        arrow::array::RecordBatch::new_empty(schema.clone()),
+                    ])?
+                } else {
+                    arrow::util::pretty::pretty_format_batches(&batches)?
+                };
+                writeln!(out, "{table}")?;
+            }
+        }
+        out.flush()?;
+        Ok(())
+    })();
+    match result {
+        Err(e)
+            if e.downcast_ref::<io::Error>()
+                .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(ExitCode::SUCCESS)
+        }
+        other => other.map(|()| ExitCode::SUCCESS),
+    }
+}
+
+/// CSV cannot hold structs or lists: render those columns as text (`{action: x, ...}`, `[a, b]`).
+fn flatten_nested(batch: &arrow::array::RecordBatch) -> anyhow::Result<arrow::array::RecordBatch> {
+    use std::sync::Arc;
+
+    use arrow::array::{Array, ArrayRef, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
+    for (field, col) in batch.schema().fields().iter().zip(batch.columns()) {
+        if field.data_type().is_nested() {
+            let fmt = ArrayFormatter::try_new(col.as_ref(), &FormatOptions::default())?;
+            let text: StringArray = (0..col.len())
+                .map(|i| col.is_valid(i).then(|| fmt.value(i).to_string()))
+                .collect();
+            fields.push(Field::new(field.name(), DataType::Utf8, true));
+            columns.push(Arc::new(text));
+        } else {
+            fields.push(field.as_ref().clone());
+            columns.push(col.clone());
+        }
+    }
+    Ok(arrow::array::RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
+}
