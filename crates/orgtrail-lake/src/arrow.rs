@@ -455,3 +455,131 @@ fn read(ty: &Type, a: &dyn Array) -> Result<Vec<Option<Value<'static>>>, LakeErr
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orgtrail_schema::{Normalizer, Outcome, compile};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use proptest::prelude::*;
+    use serde_json::{Value as Json, json};
+
+    const SCHEMA: &str = r#"
+schema: Custom.Prop
+fields:
+  - name: id
+    type: string
+    isEventId: true
+  - name: t
+    type: timestamp
+    timeFormat: unix_ns
+    isEventTime: true
+  - name: s
+    type: string
+    indicators: [email]
+  - name: i
+    type: int
+  - name: small
+    type: smallint
+  - name: big
+    type: bigint
+  - name: f
+    type: float
+  - name: b
+    type: boolean
+  - name: j
+    type: json
+  - name: o
+    type: object
+    fields:
+      - name: inner
+        type: string
+      - name: items
+        type: array
+        element:
+          type: object
+          fields:
+            - name: k
+              type: bigint
+            - name: when
+              type: timestamp
+              timeFormat: rfc3339
+  - name: tags
+    type: array
+    element:
+      type: string
+"#;
+
+    fn opt<T: Strategy>(s: T) -> impl Strategy<Value = Option<T::Value>> {
+        prop::option::weighted(0.7, s)
+    }
+
+    prop_compose! {
+        fn event()(
+            id in "[a-z0-9]{1,12}",
+            t in opt(-2_000_000_000_000_000_000i64..4_000_000_000_000_000_000i64),
+            s in opt("\\PC{0,20}"),
+            i in opt(any::<i32>()),
+            small in opt(any::<i16>()),
+            big in opt(any::<i64>()),
+            f in opt(-1e12f64..1e12),
+            b in opt(any::<bool>()),
+            j in opt(prop_oneof![Just(json!({"a":[1,2,{"b":null}]})), Just(json!("text")), Just(json!(42)), Just(json!([]))]),
+            inner in opt(opt("[a-z ]{0,8}")),
+            items in opt(prop::collection::vec((opt(any::<i64>()), opt(0i64..4_000_000_000)), 0..4)),
+            tags in opt(prop::collection::vec(opt("[a-z@.]{0,6}"), 0..4)),
+        ) -> Json {
+            let mut m = serde_json::Map::new();
+            m.insert("id".into(), json!(id));
+            if let Some(t) = t { m.insert("t".into(), json!(t.to_string())); }
+            if let Some(v) = s { m.insert("s".into(), json!(v)); }
+            if let Some(v) = i { m.insert("i".into(), json!(v)); }
+            if let Some(v) = small { m.insert("small".into(), json!(v)); }
+            if let Some(v) = big { m.insert("big".into(), json!(v.to_string())); }
+            if let Some(v) = f { m.insert("f".into(), json!(v)); }
+            if let Some(v) = b { m.insert("b".into(), json!(v)); }
+            if let Some(v) = j { m.insert("j".into(), v); }
+            if let Some(inner) = inner {
+                let mut o = serde_json::Map::new();
+                if let Some(v) = inner { o.insert("inner".into(), json!(v)); }
+                if let Some(items) = &items {
+                    let list: Vec<Json> = items.iter().map(|(k, when)| {
+                        let mut e = serde_json::Map::new();
+                        if let Some(k) = k { e.insert("k".into(), json!(k)); }
+                        if let Some(w) = when {
+                            let ts = Timestamp::from_second(*w).unwrap();
+                            e.insert("when".into(), json!(ts.to_string()));
+                        }
+                        Json::Object(e)
+                    }).collect();
+                    o.insert("items".into(), Json::Array(list));
+                }
+                m.insert("o".into(), Json::Object(o));
+            }
+            if let Some(tags) = tags { m.insert("tags".into(), json!(tags)); }
+            Json::Object(m)
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn rows_survive_arrow_and_parquet(events in prop::collection::vec(event(), 1..12)) {
+            let schema = compile(SCHEMA, "prop").unwrap();
+            let arrow = table_schema(&schema);
+            let n = Normalizer::new(Arc::new(schema.clone())).with_source(Some("s".into()), None);
+            let lines: Vec<String> = events.iter().map(|e| e.to_string()).collect();
+            let rows: Vec<Row<'static>> = lines.iter().map(|l| match n.normalize(l.as_bytes()) {
+                Outcome::Row(r) => r.into_owned(),
+                other => panic!("{l}: {other:?}"),
+            }).collect();
+            let refs: Vec<&Row<'_>> = rows.iter().collect();
+            let batch = rows_to_batch(&schema, &arrow, &refs).unwrap();
+            let file = crate::write::encode(&batch, "Custom.Prop").unwrap();
+            let reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
+            let back: Vec<Row<'static>> = reader.flat_map(|b| batch_to_rows(&schema, &b.unwrap()).unwrap()).collect();
+            let expected: Vec<Row<'static>> = rows.into_iter().map(|mut r| { r.event_time_unparsed = false; r }).collect();
+            prop_assert_eq!(back, expected);
+        }
+    }
+}
