@@ -1,0 +1,90 @@
+//! Versioned schema migrations, applied in order on open. Never edit a released migration: add one.
+
+pub(crate) struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "initial: sources, checkpoints, spool, batches, runs, source_health",
+    sql: r#"
+CREATE TABLE sources (
+    id                    TEXT PRIMARY KEY,
+    name                  TEXT NOT NULL,
+    name_key              TEXT NOT NULL UNIQUE,
+    kind                  TEXT NOT NULL,
+    org_id                TEXT NOT NULL,
+    base_url              TEXT NOT NULL,
+    key_ref               TEXT NOT NULL,
+    key_value             TEXT,
+    key_expires_at_ms     INTEGER,
+    dropoff_alarm_minutes INTEGER,
+    poll_interval_secs    INTEGER NOT NULL DEFAULT 60,
+    paused                INTEGER NOT NULL DEFAULT 0,
+    config_managed        INTEGER NOT NULL DEFAULT 0,
+    created_at_ms         INTEGER NOT NULL,
+    updated_at_ms         INTEGER NOT NULL,
+    CHECK ((key_ref = 'stored') = (key_value IS NOT NULL))
+);
+
+CREATE TABLE checkpoints (
+    source_id           TEXT PRIMARY KEY REFERENCES sources(id) ON DELETE CASCADE,
+    cursor              TEXT,
+    max_processed_at_ms INTEGER,
+    ids_at_max          TEXT NOT NULL DEFAULT '[]',
+    page_seq            INTEGER NOT NULL,
+    updated_at_ms       INTEGER NOT NULL
+);
+
+CREATE TABLE batches (
+    batch_id      TEXT PRIMARY KEY,
+    source_id     TEXT NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
+    created_at_ms INTEGER NOT NULL,
+    row_count     INTEGER NOT NULL,
+    flushed_at_ms INTEGER
+);
+CREATE INDEX batches_pending ON batches(source_id, created_at_ms) WHERE flushed_at_ms IS NULL;
+
+CREATE TABLE spool (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    source_id       TEXT NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
+    event_id        TEXT NOT NULL,
+    processed_at_ms INTEGER,
+    received_at_ms  INTEGER NOT NULL,
+    raw_json        TEXT,
+    batch_id        TEXT REFERENCES batches(batch_id),
+    UNIQUE (source_id, event_id)
+);
+CREATE INDEX spool_unbatched ON spool(source_id, seq) WHERE batch_id IS NULL;
+CREATE INDEX spool_by_batch ON spool(batch_id, seq) WHERE batch_id IS NOT NULL;
+CREATE INDEX spool_flushed_age ON spool(COALESCE(processed_at_ms, received_at_ms)) WHERE raw_json IS NULL;
+
+CREATE TABLE runs (
+    run_id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    source_id     TEXT NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
+    started_at_ms INTEGER NOT NULL,
+    ended_at_ms   INTEGER NOT NULL,
+    pages         INTEGER NOT NULL,
+    events        INTEGER NOT NULL,
+    status        TEXT NOT NULL,
+    error         TEXT
+);
+CREATE INDEX runs_by_source ON runs(source_id, run_id);
+
+CREATE TABLE source_health (
+    source_id          TEXT PRIMARY KEY REFERENCES sources(id) ON DELETE CASCADE,
+    last_success_at_ms INTEGER,
+    last_error         TEXT,
+    last_error_at_ms   INTEGER,
+    last_commit_at_ms  INTEGER,
+    last_data_at_ms    INTEGER
+);
+"#,
+}];
+
+/// The newest schema version this build knows.
+pub(crate) fn latest_version() -> i64 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
