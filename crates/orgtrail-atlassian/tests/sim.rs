@@ -308,7 +308,8 @@ async fn walk_with_faults_still_returns_exactly_the_ground_truth() {
 
 #[tokio::test]
 async fn rate_limit_waits_follow_each_header() {
-    let cases: [(&str, fn(&mut orgtrail_sim::RateLimits), WaitSource); 4] = [
+    type Case = (&'static str, fn(&mut orgtrail_sim::RateLimits), WaitSource);
+    let cases: [Case; 4] = [
         (
             "retry-after seconds",
             |r| r.header_retry_after = true,
