@@ -24,7 +24,9 @@ for _ in $(seq 1 600); do curl -sf "http://127.0.0.1:$PORT/_sim/health" >/dev/nu
 python3 bench/fetch_events.py "http://127.0.0.1:$PORT" $ORG bench-key >"$WORK/events.jsonl"
 kill $SIM; trap - EXIT
 
-"$BIN" parse --log-type Atlassian.Audit "$WORK/events.jsonl" >"$WORK/rows.jsonl"
+# Exit status 1 = some events are classification failures (the simulator sends a few without `links`).
+"$BIN" parse --log-type Atlassian.Audit --failures "$WORK/failures.jsonl" "$WORK/events.jsonl" >"$WORK/rows.jsonl" || [ $? -eq 1 ]
+N=$(wc -l <"$WORK/rows.jsonl")
 ROWS_MB=$(python3 -c "import os;print(os.path.getsize('$WORK/rows.jsonl')/1e6)")
 
 /usr/bin/time -v "$BIN" --lake "$WORK/lake" lake ingest --log-type Atlassian.Audit "$WORK/rows.jsonl" 2>"$WORK/ingest.time"
@@ -49,9 +51,10 @@ bin_, work, sql, duck_sql, n, elapsed, rows_mb, rss, files, lake_mb = sys.argv[1
 n, elapsed, rows_mb = int(n), float(elapsed), float(rows_mb)
 
 def ours():
-    t = time.perf_counter()
-    subprocess.run([bin_, "--lake", f"{work}/lake", "query", "--format", "csv", sql], check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - t
+    # In-process time (session, listing, planning, execution), as for DuckDB below.
+    r = subprocess.run([bin_, "--lake", f"{work}/lake", "query", "--timing", "--format", "csv", sql],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return float(r.stderr.split(" in ")[1].split(" ms")[0]) / 1000
 
 def duck():
     t = time.perf_counter()
@@ -65,6 +68,6 @@ o = statistics.median(ours() for _ in range(5))
 d = statistics.median(duck() for _ in range(5))
 print(f"ingest: {n} rows in {elapsed:.2f} s = {n/elapsed:,.0f} rows/s, {rows_mb/elapsed:,.1f} MB/s of row JSON "
       f"(goal >= 200,000 rows/s); peak RSS {int(rss)/1024:,.0f} MB; {files} files, {lake_mb} MB of Parquet")
-print(f"query `count(*) GROUP BY attributes.action`: orgtrail {o*1000:,.0f} ms (whole process), "
-      f"DuckDB {d*1000:,.0f} ms (in-process); ratio {o/d:.2f} (goal <= 2.0)")
+print(f"query `count(*) GROUP BY attributes.action` (in-process, median of 5): orgtrail {o*1000:,.0f} ms, "
+      f"DuckDB {d*1000:,.0f} ms; ratio {o/d:.2f} (goal <= 2.0)")
 PY

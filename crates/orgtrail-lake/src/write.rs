@@ -133,18 +133,49 @@ pub fn encode_rows(
             .or_default()
             .push(row);
     }
-    by_hour
-        .into_iter()
-        .map(|(hour, rows)| {
-            let batch = rows_to_batch(schema, &arrow, &rows)?;
+    let groups: Vec<(String, Vec<&Row<'_>>)> = by_hour.into_iter().collect();
+    let encode_group =
+        |(hour, rows): &(String, Vec<&Row<'_>>)| -> Result<(Path, Bytes, usize), LakeError> {
+            let batch = rows_to_batch(schema, &arrow, rows)?;
             let bytes = encode(&batch, &schema.name)?;
             Ok((
-                file_path(location, &table, &hour, batch_id),
+                file_path(location, &table, hour, batch_id),
                 bytes,
                 rows.len(),
             ))
-        })
-        .collect()
+        };
+    parallel_map(&groups, encode_group)
+}
+
+/// Maps the items on all cores (scoped threads, contiguous chunks), keeping their order.
+fn parallel_map<T: Sync, R: Send>(
+    items: &[T],
+    f: impl Fn(&T) -> Result<R, LakeError> + Sync,
+) -> Result<Vec<R>, LakeError> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len().max(1));
+    if workers <= 1 {
+        return items.iter().map(&f).collect();
+    }
+    let chunk = items.len().div_ceil(workers);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || part.iter().map(f).collect::<Result<Vec<R>, LakeError>>())
+            })
+            .collect();
+        let mut out = Vec::with_capacity(items.len());
+        for h in handles {
+            let part = h
+                .join()
+                .map_err(|_| LakeError::Io("an encoding thread panicked".into()))??;
+            out.extend(part);
+        }
+        Ok(out)
+    })
 }
 
 fn file_path(location: &Location, table: &str, hour: &str, batch_id: &str) -> Path {

@@ -58,6 +58,9 @@ pub struct QueryArgs {
     /// Load a schema file (repeatable), so its table can be queried
     #[arg(long = "schema", value_name = "FILE")]
     schemas: Vec<PathBuf>,
+    /// Print how long planning and running the query took (stderr)
+    #[arg(long)]
+    timing: bool,
 }
 
 fn parse_duration(s: &str) -> Result<jiff::SignedDuration, String> {
@@ -188,8 +191,17 @@ fn ingest(
 pub fn query(args: QueryArgs, lake_url: &str) -> anyhow::Result<ExitCode> {
     let (reg, _) = crate::registry(&args.schemas)?;
     let lake = Lake::open(lake_url)?;
+    let rt = runtime()?;
+    let started = std::time::Instant::now();
     let engine = lake.query_engine(&reg)?;
-    let (schema, batches) = runtime()?.block_on(engine.sql(&args.sql))?;
+    let (schema, batches) = rt.block_on(engine.sql(&args.sql))?;
+    if args.timing {
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        eprintln!(
+            "query: {rows} row(s) in {:.1} ms",
+            started.elapsed().as_secs_f64() * 1e3
+        );
+    }
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let result: anyhow::Result<()> = (|| {
