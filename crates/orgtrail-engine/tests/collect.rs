@@ -1,0 +1,230 @@
+//! End to end against the simulator: what reaches the lake is exactly what the API served.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{Array, StringArray};
+use orgtrail_atlassian::{Client, ClientConfig, NoHooks, RetryPolicy};
+use orgtrail_engine::{Engine, EngineConfig};
+use orgtrail_lake::Lake;
+use orgtrail_schema::Registry;
+use orgtrail_sim::{Faults, SimConfig, SimHandle};
+use orgtrail_state::{KeyInput, NewSource, SecretString, SqliteStore, StateStore};
+use tokio_util::sync::CancellationToken;
+
+const ORG: &str = "11111111-2222-3333-4444-555555555555";
+const KEY: &str = "engine-test-key-0123456789";
+
+struct Setup {
+    sim: SimHandle,
+    engine: Engine,
+    registry: Registry,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup(events: usize, faults: Faults, tweak: impl FnOnce(&mut SimConfig)) -> Setup {
+    let mut cfg = SimConfig::default();
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.orgs = vec![orgtrail_sim::OrgConfig::new(ORG, KEY)];
+    cfg.events = events;
+    cfg.seed = 11;
+    cfg.rate_limits.enabled = false;
+    cfg.faults = faults;
+    tweak(&mut cfg);
+    let sim = orgtrail_sim::start(cfg).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn StateStore> = Arc::new(SqliteStore::open_in_dir(dir.path()).await.unwrap());
+    let client = Client::new(ClientConfig {
+        base_url: sim.base_url().to_owned(),
+        timeout: Duration::from_secs(2),
+        rate: None,
+        page_limit: 200,
+        retry: RetryPolicy {
+            max_retries: 20,
+            max_rate_limit_retries: 20,
+            backoff_base: Duration::from_millis(5),
+            backoff_cap: Duration::from_millis(50),
+            rate_limit_floor: Duration::from_millis(5),
+            max_wait: Duration::from_millis(100),
+            jitter: 0.2,
+        },
+        ..ClientConfig::default()
+    })
+    .unwrap();
+    let lake = Lake::open(dir.path().join("lake").to_str().unwrap()).unwrap();
+    let registry = Registry::with_builtins().unwrap();
+    let schema = registry.get("Atlassian.Audit").unwrap();
+    let config = EngineConfig {
+        flush_rows: 700,
+        initial_since: jiff::SignedDuration::from_hours(24 * 30),
+        ..EngineConfig::default()
+    };
+    let engine = Engine::new(store, client, lake, schema, config);
+    let mut new = NewSource::new(
+        "Test org",
+        ORG,
+        KeyInput::Value(SecretString::from(KEY.to_owned())),
+    );
+    new.base_url = Some(sim.base_url().to_owned());
+    engine.store().add_source(new).await.unwrap();
+    Setup {
+        sim,
+        engine,
+        registry,
+        _dir: dir,
+    }
+}
+
+/// Every event id in the lake (rows and classification failures), with how often it appears.
+async fn lake_ids(s: &Setup) -> BTreeMap<String, usize> {
+    let q = s.engine.lake().query_engine(&s.registry).unwrap();
+    let mut ids = BTreeMap::new();
+    for sql in [
+        "SELECT id FROM atlassian_audit",
+        "SELECT json_id FROM (SELECT regexp_replace(payload, '^.*?\"id\":\"([^\"]+)\".*$', '\\1') AS json_id FROM classification_failures)",
+    ] {
+        let (_, batches) = q.sql(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        for b in batches {
+            let col = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+            for i in 0..col.len() {
+                *ids.entry(col.value(i).to_owned()).or_default() += 1;
+            }
+        }
+    }
+    ids
+}
+
+async fn truth(s: &Setup) -> BTreeMap<String, usize> {
+    s.sim
+        .ground_truth(ORG)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.id, 1))
+        .collect()
+}
+
+async fn collect_until_caught_up(s: &Setup) {
+    let source = s.engine.store().get_source("Test org").await.unwrap();
+    let cancel = CancellationToken::new();
+    for _ in 0..50 {
+        let r = s
+            .engine
+            .collect_once(&source, &NoHooks, &cancel)
+            .await
+            .unwrap();
+        if !r.more {
+            return;
+        }
+    }
+    panic!("never caught up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clean_run_lands_exactly_the_ground_truth() {
+    let s = setup(3000, Faults::default(), |_| {}).await;
+    collect_until_caught_up(&s).await;
+    let lake = lake_ids(&s).await;
+    let truth = truth(&s).await;
+    assert_eq!(lake.len(), truth.len());
+    assert_eq!(lake, truth, "every event exactly once");
+    // A second cycle (nothing new) changes nothing.
+    collect_until_caught_up(&s).await;
+    assert_eq!(lake_ids(&s).await, truth);
+    s.sim.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_and_expiring_cursors_change_nothing() {
+    let faults = Faults {
+        burst_429: 0.1,
+        http_5xx: 0.1,
+        reset: 0.1,
+        truncate: 0.1,
+        slow: 0.05,
+        slow_ms: 3_000,
+        stale_cursor: 0.1,
+        duplicate: 0.1,
+        ..Faults::default()
+    };
+    let s = setup(2500, faults, |_| {}).await;
+    collect_until_caught_up(&s).await;
+    // Expire every cursor, then collect again: the restart from processedAt adds no duplicate.
+    s.sim.expire_cursors();
+    collect_until_caught_up(&s).await;
+    assert_eq!(
+        lake_ids(&s).await,
+        truth(&s).await,
+        "every event exactly once despite faults"
+    );
+    s.sim.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn null_terminal_cursor_mode_and_new_events() {
+    let s = setup(1200, Faults::default(), |c| {
+        c.terminal_mode = orgtrail_sim::TerminalMode::B
+    })
+    .await;
+    collect_until_caught_up(&s).await;
+    assert_eq!(lake_ids(&s).await, truth(&s).await);
+    s.sim.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_key_stops_the_source_with_the_remedy_and_never_leaks() {
+    let s = setup(500, Faults::default(), |_| {}).await;
+    s.sim.set_keys_revoked(ORG, true).unwrap();
+    let source = s.engine.store().get_source("Test org").await.unwrap();
+    let err = s
+        .engine
+        .collect_once(&source, &NoHooks, &CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(err.is_fatal_for_source());
+    let msg = err.to_string();
+    assert!(msg.contains("orgtrail source edit"), "{msg}");
+    assert!(!msg.contains(KEY) && !format!("{err:?}").contains(KEY));
+    let health = s.engine.store().source_health(&source.id).await.unwrap();
+    assert!(
+        health
+            .last_error
+            .unwrap()
+            .contains("invalid, revoked or expired")
+    );
+    // After the key is restored, collection resumes without loss.
+    s.sim.set_keys_revoked(ORG, false).unwrap();
+    collect_until_caught_up(&s).await;
+    assert_eq!(lake_ids(&s).await, truth(&s).await);
+    s.sim.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_fills_only_what_is_missing() {
+    let s = setup(1500, Faults::default(), |_| {}).await;
+    collect_until_caught_up(&s).await;
+    let source = s.engine.store().get_source("Test org").await.unwrap();
+    let since = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24 * 30);
+    let r = s
+        .engine
+        .backfill(&source, since, &NoHooks, &CancellationToken::new(), &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(r.new_events, 0, "{r:?}");
+    assert!(r.duplicates > 0);
+    assert_eq!(lake_ids(&s).await, truth(&s).await);
+    let too_old = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24 * 200);
+    let err = s
+        .engine
+        .backfill(
+            &source,
+            too_old,
+            &NoHooks,
+            &CancellationToken::new(),
+            &|_| {},
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("180-day retention"), "{err}");
+    s.sim.shutdown().await.unwrap();
+}
