@@ -24,13 +24,15 @@ struct Setup {
 }
 
 async fn setup(events: usize, faults: Faults, tweak: impl FnOnce(&mut SimConfig)) -> Setup {
-    let mut cfg = SimConfig::default();
-    cfg.listen = "127.0.0.1:0".parse().unwrap();
-    cfg.orgs = vec![orgtrail_sim::OrgConfig::new(ORG, KEY)];
-    cfg.events = events;
-    cfg.seed = 11;
+    let mut cfg = SimConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        orgs: vec![orgtrail_sim::OrgConfig::new(ORG, KEY)],
+        events,
+        seed: 11,
+        faults,
+        ..SimConfig::default()
+    };
     cfg.rate_limits.enabled = false;
-    cfg.faults = faults;
     tweak(&mut cfg);
     let sim = orgtrail_sim::start(cfg).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
