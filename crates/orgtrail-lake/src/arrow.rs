@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayRef, BooleanArray, Float64Array, Int16Array, Int32Array, Int64Array, ListArray,
-    RecordBatch, StringArray, StructArray, TimestampNanosecondArray,
+    RecordBatch, StringArray, StringBuilder, StructArray, TimestampNanosecondArray,
 };
 use arrow::buffer::{NullBuffer, OffsetBuffer};
 use arrow::datatypes::{DataType, Field, Fields, Schema as ArrowSchema, SchemaRef, TimeUnit};
@@ -175,7 +175,13 @@ fn build(ty: &Type, values: &[Option<&Value>]) -> Result<ArrayRef, LakeError> {
     }
     Ok(match ty {
         Type::String(_) | Type::Json { .. } => {
-            Arc::new(values.iter().map(text).collect::<StringArray>())
+            // Sized up front: no regrowth (and copying) of the value buffer.
+            let bytes = values.iter().map(|v| text(v).map_or(0, str::len)).sum();
+            let mut b = StringBuilder::with_capacity(values.len(), bytes);
+            for v in values {
+                b.append_option(text(v));
+            }
+            Arc::new(b.finish())
         }
         Type::Int(width) => {
             let ints = values.iter().map(|v| match v {

@@ -7,6 +7,7 @@
 
 pub mod arrow;
 mod compact;
+mod ingest;
 mod query;
 mod store;
 mod write;
@@ -15,6 +16,7 @@ use jiff::SignedDuration;
 use orgtrail_schema::{Registry, Row, Schema, SchemaError};
 
 pub use compact::CompactReport;
+pub use ingest::{BadLine, IngestOptions, IngestReport};
 pub use query::{PARTITION_COLUMNS, QueryEngine, expand_macros};
 pub use store::Location;
 pub use write::{

@@ -48,7 +48,18 @@ impl QueryEngine {
     pub fn new(location: &Location, registry: &Registry) -> Result<Self, LakeError> {
         let config = SessionConfig::new()
             .with_information_schema(true)
-            .set_bool("datafusion.execution.parquet.pushdown_filters", true);
+            .set_bool("datafusion.execution.parquet.pushdown_filters", true)
+            // Statistics would mean reading every file's footer while planning, before the scan
+            // reads it again; pruning uses the hour partitions and the row-group statistics the
+            // scan reads anyway.
+            .with_collect_statistics(false)
+            // More partitions than cores: file opens and reads overlap with decoding (measured on
+            // 2 cores: 4 beats 2 and 8 for a few hundred hour files).
+            .with_target_partitions(
+                std::thread::available_parallelism()
+                    .map_or(2, |n| n.get() * 2)
+                    .max(4),
+            );
         let ctx = SessionContext::new_with_config(config);
         ctx.register_object_store(
             &location.store_url,

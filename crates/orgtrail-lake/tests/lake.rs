@@ -569,3 +569,80 @@ fn bad_lake_urls_are_clear() {
     assert!(orgtrail_lake::check_batch_id("../x").is_err());
     let _ = Arc::new(compile(ALL_TYPES, "x").unwrap());
 }
+
+#[test]
+fn streaming_ingest_stores_every_row_and_reports_bad_lines() {
+    let reg = registry();
+    let schema = reg.get("Atlassian.Audit").unwrap();
+    let rows = atlassian_rows(&reg);
+    let n = Normalizer::new(schema.clone());
+    let mut lines: Vec<String> = rows
+        .iter()
+        .map(|r| n.to_json(r, orgtrail_schema::TimeLayout::Lake))
+        .collect();
+    // A raw event (not normalized) as line 2, a blank line and another log type's row at the end.
+    lines.insert(1, r#"{"id":"raw","attributes":{}}"#.to_owned());
+    lines.push(String::new());
+    let other = lines[0].replace("\"Atlassian.Audit\"", "\"Custom.AllTypes\"");
+    lines.push(other);
+    let text = lines.join("\n");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    for (name, lake, _dir) in lakes() {
+        // Tiny chunks (shorter than a line) and batches: many chunks, several batches per hour.
+        let options = orgtrail_lake::IngestOptions {
+            batch_rows: 2,
+            batch_bytes: 1 << 30,
+            chunk_bytes: 700,
+        };
+        let mut ids = 0;
+        let mut bad = Vec::new();
+        let report = lake
+            .ingest(
+                rt.handle(),
+                &schema,
+                vec![
+                    ("a".to_owned(), Box::new(text.as_bytes())),
+                    ("b".to_owned(), Box::new(text.as_bytes())),
+                ],
+                &options,
+                || {
+                    ids += 1;
+                    format!("batch-{ids}")
+                },
+                |input, b| bad.push((input.to_owned(), b.line, b.looks_like_row)),
+            )
+            .unwrap();
+        assert_eq!(report.rows, 2 * rows.len(), "{name}");
+        assert_eq!(report.bad_lines, 4, "{name}");
+        let last = lines.len();
+        assert_eq!(
+            bad,
+            vec![
+                ("a".to_owned(), 2, false),
+                ("a".to_owned(), last, true),
+                ("b".to_owned(), 2, false),
+                ("b".to_owned(), last, true),
+            ],
+            "{name}"
+        );
+        assert_eq!(
+            report.files.iter().map(|f| f.rows).sum::<usize>(),
+            report.rows
+        );
+        rt.block_on(async {
+            let total = count(&lake, &reg, "SELECT count(*) FROM atlassian_audit").await;
+            assert_eq!(total as usize, 2 * rows.len(), "{name}");
+            let batches = query(&lake, &reg, "SELECT * FROM atlassian_audit").await;
+            let back: Vec<Row<'static>> = batches
+                .iter()
+                .flat_map(|b| batch_to_rows(&schema, b).unwrap())
+                .collect();
+            let expected: Vec<Row<'static>> = rows.iter().chain(&rows).cloned().collect();
+            assert_eq!(by_id(back), by_id(expected), "{name}");
+        });
+    }
+}

@@ -1,12 +1,11 @@
 //! `orgtrail lake ...` and `orgtrail query`: the data lake from the command line.
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use orgtrail_lake::{Lake, new_batch_id};
-use orgtrail_schema::{Outcome, Row, RowReader};
+use orgtrail_lake::{IngestOptions, Lake, new_batch_id};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum LakeCommand {
@@ -22,9 +21,12 @@ Exit status: 0 when every row was stored, 1 when some lines were not rows (they 
         /// Load a schema file (repeatable)
         #[arg(long = "schema", value_name = "FILE")]
         schemas: Vec<PathBuf>,
-        /// Rows per Parquet file batch
-        #[arg(long, value_name = "N", default_value_t = 200_000)]
+        /// At most this many rows per batch (a batch writes one Parquet file per event hour)
+        #[arg(long, value_name = "N", default_value_t = 1_000_000)]
         batch_rows: usize,
+        /// At most about this many MB of in-memory (Arrow) rows per batch: bounds memory
+        #[arg(long, value_name = "MB", default_value_t = 2048)]
+        batch_mb: usize,
         /// Files of rows [default: stdin]
         files: Vec<PathBuf>,
     },
@@ -90,8 +92,16 @@ pub fn run(cmd: LakeCommand, lake_url: &str) -> anyhow::Result<ExitCode> {
             log_type,
             schemas,
             batch_rows,
+            batch_mb,
             files,
-        } => ingest(lake_url, &log_type, &schemas, batch_rows.max(1), &files),
+        } => {
+            let options = IngestOptions {
+                batch_rows: batch_rows.max(1),
+                batch_bytes: batch_mb.max(1).saturating_mul(1 << 20),
+                ..IngestOptions::default()
+            };
+            ingest(lake_url, &log_type, &schemas, &options, &files)
+        }
         LakeCommand::Compact {
             older_than,
             schemas,
@@ -117,71 +127,49 @@ fn ingest(
     lake_url: &str,
     log_type: &str,
     schemas: &[PathBuf],
-    batch_rows: usize,
+    options: &IngestOptions,
     files: &[PathBuf],
 ) -> anyhow::Result<ExitCode> {
     let (reg, _) = crate::registry(schemas)?;
     let schema = reg.get(log_type)?;
-    let reader = RowReader::new(&schema);
     let lake = Lake::open(lake_url)?;
     let rt = runtime()?;
-    let inputs: Vec<Option<&PathBuf>> = if files.is_empty() {
-        vec![None]
-    } else {
-        files.iter().map(Some).collect()
-    };
-    let (mut stored, mut bad, mut files_written) = (0usize, 0usize, 0usize);
-    let mut pending: Vec<Row<'static>> = Vec::with_capacity(batch_rows.min(1 << 16));
-    let mut flush = |pending: &mut Vec<Row<'static>>| -> anyhow::Result<()> {
-        if pending.is_empty() {
-            return Ok(());
-        }
-        let written = rt.block_on(lake.write_rows(&schema, &new_batch_id(), pending))?;
-        stored += pending.len();
-        files_written += written.len();
-        pending.clear();
-        Ok(())
-    };
-    for input in inputs {
-        let name = input.map_or("stdin".to_owned(), |p| p.display().to_string());
-        let reader_in: Box<dyn BufRead> = match input {
-            None => Box::new(io::stdin().lock()),
-            Some(p) => Box::new(io::BufReader::new(
-                std::fs::File::open(p)
-                    .with_context(|| format!("cannot open input {}", p.display()))?,
-            )),
-        };
-        for (i, line) in reader_in.split(b'\n').enumerate() {
-            let line = line.with_context(|| format!("cannot read {name}"))?;
-            match reader.read(&line) {
-                Outcome::Row(row) => pending.push(row.into_owned()),
-                Outcome::Skip => {}
-                Outcome::Failure(f) => {
-                    bad += 1;
-                    let hint = if line.windows(10).any(|w| w == b"p_row_id\":") {
-                        ""
-                    } else {
-                        " (this looks like a raw event: normalize it with `orgtrail parse` first)"
-                    };
-                    let errors: Vec<String> = f.errors.iter().map(ToString::to_string).collect();
-                    eprintln!(
-                        "{name}:{}: not a {log_type} row: {}{hint}",
-                        i + 1,
-                        errors.join("; ")
-                    );
-                }
-            }
-            if pending.len() >= batch_rows {
-                flush(&mut pending)?;
-            }
-        }
+    let mut inputs: Vec<(String, Box<dyn Read + Send>)> = Vec::new();
+    if files.is_empty() {
+        inputs.push(("stdin".to_owned(), Box::new(io::stdin())));
     }
-    flush(&mut pending)?;
+    for p in files {
+        let f =
+            std::fs::File::open(p).with_context(|| format!("cannot open input {}", p.display()))?;
+        inputs.push((p.display().to_string(), Box::new(f)));
+    }
+    let report = lake.ingest(
+        rt.handle(),
+        &schema,
+        inputs,
+        options,
+        new_batch_id,
+        |name, bad| {
+            let hint = if bad.looks_like_row {
+                ""
+            } else {
+                " (this looks like a raw event: normalize it with `orgtrail parse` first)"
+            };
+            let errors: Vec<String> = bad.failure.errors.iter().map(ToString::to_string).collect();
+            eprintln!(
+                "{name}:{}: not a {log_type} row: {}{hint}",
+                bad.line,
+                errors.join("; ")
+            );
+        },
+    )?;
     eprintln!(
-        "stored {stored} row(s) in {files_written} file(s) under {}",
+        "stored {} row(s) in {} file(s) under {}",
+        report.rows,
+        report.files.len(),
         lake.location().display
     );
-    Ok(if bad > 0 {
+    Ok(if report.bad_lines > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
