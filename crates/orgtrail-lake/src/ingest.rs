@@ -110,19 +110,11 @@ fn read_chunks(
             let mut want = chunk_bytes.max(buf.len() + chunk_bytes / 2);
             loop {
                 buf.reserve(want.saturating_sub(buf.len()));
-                while buf.len() < want {
-                    let start = buf.len();
-                    buf.resize(want, 0);
-                    match r.read(&mut buf[start..]) {
-                        Ok(0) => {
-                            buf.truncate(start);
-                            eof = true;
-                            break;
-                        }
-                        Ok(n) => buf.truncate(start + n),
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
-                            buf.truncate(start);
-                        }
+                if buf.len() < want {
+                    // read_to_end fills the spare capacity without zeroing it first.
+                    let limit = (want - buf.len()) as u64;
+                    match (&mut r).take(limit).read_to_end(&mut buf) {
+                        Ok(n) => eof = (n as u64) < limit,
                         Err(e) => {
                             let _ = tx.send(Err(LakeError::Io(format!(
                                 "cannot read {}: {e}",

@@ -21,6 +21,7 @@ use orgtrail_schema::{Failure, Row, Schema};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 
 use crate::LakeError;
 use crate::arrow::{rows_to_batch, table_schema};
@@ -99,6 +100,8 @@ fn writer_properties(log_type: &str) -> WriterProperties {
             ZstdLevel::try_new(ZSTD_LEVEL).unwrap_or_default(),
         ))
         .set_statistics_enabled(EnabledStatistics::Page)
+        // Row ids are unique: a dictionary only costs hashing.
+        .set_column_dictionary_enabled(ColumnPath::from("p_row_id"), false)
         .set_max_row_group_row_count(Some(128 * 1024))
         .set_created_by(format!("orgtrail {}", env!("CARGO_PKG_VERSION")))
         .set_key_value_metadata(Some(vec![parquet::file::metadata::KeyValue::new(
@@ -168,34 +171,51 @@ pub fn encode_rows(
     parallel_map(&groups, encode_group)
 }
 
-/// Maps the items on all cores (scoped threads, contiguous chunks), keeping their order.
+/// Maps the items on all cores (scoped threads taking the next item as they finish one, so
+/// uneven items balance), keeping their order.
 pub(crate) fn parallel_map<T: Sync, R: Send>(
     items: &[T],
     f: impl Fn(&T) -> Result<R, LakeError> + Sync,
 ) -> Result<Vec<R>, LakeError> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(items.len().max(1));
     if workers <= 1 {
         return items.iter().map(&f).collect();
     }
-    let chunk = items.len().div_ceil(workers);
-    let f = &f;
+    let (f, next) = (&f, &AtomicUsize::new(0));
     std::thread::scope(|scope| {
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || part.iter().map(f).collect::<Result<Vec<R>, LakeError>>())
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(move || {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(i) else {
+                            return Ok(done);
+                        };
+                        match f(item) {
+                            Ok(r) => done.push((i, r)),
+                            Err(e) => {
+                                // Stop the others early.
+                                next.store(items.len(), Ordering::Relaxed);
+                                return Err(e);
+                            }
+                        }
+                    }
+                })
             })
             .collect();
         let mut out = Vec::with_capacity(items.len());
         for h in handles {
-            let part = h
+            let part: Vec<(usize, R)> = h
                 .join()
                 .map_err(|_| LakeError::Io("an encoding thread panicked".into()))??;
             out.extend(part);
         }
-        Ok(out)
+        out.sort_unstable_by_key(|(i, _)| *i);
+        Ok(out.into_iter().map(|(_, r)| r).collect())
     })
 }
 
