@@ -291,6 +291,12 @@ impl Engine {
                 {
                     self.flush(source, &mut report).await?;
                 }
+                // A short page means caught up for now: with steady live arrivals the stream may
+                // never return an empty page, so the cycle ends here and the next poll goes on
+                // from the saved cursor.
+                if page.events.len() < self.client.config().page_limit as usize {
+                    break 'cycle;
+                }
             }
         }
         report.more = cycle_capped(&report, &self.client);

@@ -1,6 +1,7 @@
 //! `orgtrail`: collect the Atlassian Cloud organization audit log into a data lake you own,
 //! normalized as Panther does it.
 
+mod collect_cmd;
 mod lake_cmd;
 mod parse;
 mod schema_cmd;
@@ -61,6 +62,13 @@ impl Globals {
         }
     }
 
+    fn ctx(&self) -> anyhow::Result<collect_cmd::Ctx> {
+        Ok(collect_cmd::Ctx {
+            data_dir: self.data_dir()?,
+            lake: self.lake()?,
+        })
+    }
+
     fn config(&self) -> anyhow::Result<PathBuf> {
         match &self.config {
             Some(c) => Ok(c.clone()),
@@ -76,6 +84,15 @@ enum Command {
     Schema(schema_cmd::SchemaCommand),
     /// Normalize JSON lines with a log schema: one row per line on stdout, failures apart
     Parse(parse::ParseArgs),
+    /// Onboard and manage Atlassian log sources
+    #[command(subcommand)]
+    Source(collect_cmd::SourceCommand),
+    /// Collect what is missing since a date for one source (no duplicates; the daemon may keep running)
+    Backfill(collect_cmd::BackfillArgs),
+    /// The collector daemon: polls every source; Ctrl-C or SIGTERM stops it cleanly
+    Run(collect_cmd::RunArgs),
+    /// Start the simulator, onboard a source, collect into a local lake, show a report
+    Demo(collect_cmd::DemoArgs),
     /// Store rows in the data lake, compact it
     #[command(subcommand)]
     Lake(lake_cmd::LakeCommand),
@@ -99,6 +116,22 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Schema(cmd) => schema_cmd::run(cmd),
         Command::Parse(args) => parse::run(args),
+        Command::Source(cmd) => cli
+            .globals
+            .ctx()
+            .and_then(|ctx| collect_cmd::source(cmd, &ctx)),
+        Command::Backfill(args) => cli
+            .globals
+            .ctx()
+            .and_then(|ctx| collect_cmd::backfill(args, &ctx)),
+        Command::Run(args) => cli
+            .globals
+            .ctx()
+            .and_then(|ctx| collect_cmd::run(args, &ctx)),
+        Command::Demo(args) => cli
+            .globals
+            .ctx()
+            .and_then(|ctx| collect_cmd::demo(args, &ctx)),
         Command::Lake(cmd) => cli
             .globals
             .lake()
