@@ -136,6 +136,7 @@ pub struct DemoArgs {
 pub struct Ctx {
     pub data_dir: PathBuf,
     pub lake: String,
+    pub config: PathBuf,
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -542,6 +543,23 @@ pub fn run(args: RunArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     rt.block_on(async {
         let store = open_store(&ctx.data_dir).await?;
+        if ctx.config.exists() {
+            let specs = orgtrail_state::load_config(&ctx.config)?;
+            let r = orgtrail_state::sync_config(store.as_ref(), &specs).await?;
+            let orphaned = if r.orphaned.is_empty() {
+                String::new()
+            } else {
+                format!("; no longer in the file (kept): {}", r.orphaned.join(", "))
+            };
+            eprintln!(
+                "{}: {} source(s) added, {} updated, {} adopted, {} unchanged{orphaned}",
+                ctx.config.display(),
+                r.added.len(),
+                r.updated.len(),
+                r.adopted.len(),
+                r.unchanged.len(),
+            );
+        }
         let lake = Lake::open(&ctx.lake)?;
         eprintln!(
             "collecting into {} (state in {}); Ctrl-C stops cleanly",

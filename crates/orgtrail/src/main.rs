@@ -66,6 +66,7 @@ impl Globals {
         Ok(collect_cmd::Ctx {
             data_dir: self.data_dir()?,
             lake: self.lake()?,
+            config: self.config()?,
         })
     }
 
