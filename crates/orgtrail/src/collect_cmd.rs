@@ -118,6 +118,10 @@ pub struct RunArgs {
     /// Collect once (until caught up) and exit
     #[arg(long)]
     once: bool,
+    /// Turn off the proactive request limiter (benchmarks against the simulator only: the real API
+    /// answers 429 beyond ~50 requests a minute)
+    #[arg(long)]
+    no_rate_limit: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -566,13 +570,18 @@ pub fn run(args: RunArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             lake.location().display,
             ctx.data_dir.display()
         );
+        let make_client = if args.no_rate_limit {
+            unlimited_client
+        } else {
+            client
+        };
         let ok = run_sources(
             store,
             &lake,
             EngineConfig::default(),
             args.once,
             shutdown_token(),
-            client,
+            make_client,
         )
         .await?;
         Ok(if ok {
