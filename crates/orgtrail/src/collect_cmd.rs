@@ -30,6 +30,28 @@ pub struct KeyArgs {
     api_key_stdin: bool,
 }
 
+/// Settings that `source add` and `source edit` share.
+#[derive(Debug, clap::Args)]
+pub struct SettingsArgs {
+    #[command(flatten)]
+    key: KeyArgs,
+    /// API base URL (a regional host, or the simulator)
+    #[arg(long, value_name = "URL")]
+    base_url: Option<String>,
+    /// When the API key expires (YYYY-MM-DD or RFC 3339): orgtrail warns ahead of it
+    #[arg(long, value_name = "DATE")]
+    key_expires: Option<String>,
+    /// Alarm when no events arrive for this long (15m to 30d), e.g. 24h
+    #[arg(long, value_name = "DURATION")]
+    dropoff_alarm: Option<String>,
+    /// How often to poll (default 60s)
+    #[arg(long, value_name = "DURATION")]
+    poll_interval: Option<String>,
+    /// Do not call the API to check the credentials (a new key, for edit)
+    #[arg(long)]
+    no_verify: bool,
+}
+
 #[derive(Debug, clap::Subcommand)]
 pub enum SourceCommand {
     /// Onboard an Atlassian organization: name, Organization ID, API key (verified live), key expiry, drop-off alarm
@@ -45,22 +67,7 @@ Examples:\n  orgtrail source add\n  orgtrail source add --name \"My Atlassian Ev
         #[arg(long, value_name = "ID")]
         org_id: Option<String>,
         #[command(flatten)]
-        key: KeyArgs,
-        /// API base URL (a regional host, or the simulator)
-        #[arg(long, value_name = "URL")]
-        base_url: Option<String>,
-        /// When the API key expires (YYYY-MM-DD or RFC 3339): orgtrail warns ahead of it
-        #[arg(long, value_name = "DATE")]
-        key_expires: Option<String>,
-        /// Alarm when no events arrive for this long (15m to 30d), e.g. 24h
-        #[arg(long, value_name = "DURATION")]
-        dropoff_alarm: Option<String>,
-        /// How often to poll (default 60s)
-        #[arg(long, value_name = "DURATION")]
-        poll_interval: Option<String>,
-        /// Do not call the API to check the credentials
-        #[arg(long)]
-        no_verify: bool,
+        settings: SettingsArgs,
         /// Never prompt; fail on what is missing
         #[arg(long)]
         no_input: bool,
@@ -78,18 +85,7 @@ Examples:\n  orgtrail source add\n  orgtrail source add --name \"My Atlassian Ev
         #[arg(long)]
         rename: Option<String>,
         #[command(flatten)]
-        key: KeyArgs,
-        #[arg(long, value_name = "URL")]
-        base_url: Option<String>,
-        #[arg(long, value_name = "DATE")]
-        key_expires: Option<String>,
-        #[arg(long, value_name = "DURATION")]
-        dropoff_alarm: Option<String>,
-        #[arg(long, value_name = "DURATION")]
-        poll_interval: Option<String>,
-        /// Do not verify a new key against the API
-        #[arg(long)]
-        no_verify: bool,
+        settings: SettingsArgs,
     },
     /// Stop collecting from a source (until resume)
     Pause { name: String },
@@ -190,6 +186,11 @@ fn alarm_minutes(s: &str) -> anyhow::Result<u32> {
     Ok(m as u32)
 }
 
+fn poll_secs(s: &str) -> anyhow::Result<u32> {
+    let secs = parse_when_duration(s, "poll interval")?.as_secs();
+    u32::try_from(secs).map_err(|_| anyhow::anyhow!("poll interval {s:?} is too long"))
+}
+
 fn key_input(k: &KeyArgs) -> anyhow::Result<Option<KeyInput>> {
     Ok(if let Some(v) = &k.api_key_env {
         Some(KeyInput::Env(v.clone()))
@@ -270,7 +271,8 @@ pub fn source(cmd: SourceCommand, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     rt.block_on(async {
         let store = open_store(&ctx.data_dir).await?;
         match cmd {
-            SourceCommand::Add { name, org_id, key, base_url, key_expires, dropoff_alarm, poll_interval, no_verify, no_input } => {
+            SourceCommand::Add { name, org_id, settings, no_input } => {
+                let SettingsArgs { key, base_url, key_expires, dropoff_alarm, poll_interval, no_verify } = settings;
                 let interactive = !no_input && io::stdin().is_terminal();
                 let ask = |v: Option<String>, label: &str| -> anyhow::Result<String> {
                     match v {
@@ -303,7 +305,7 @@ pub fn source(cmd: SourceCommand, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                 new.base_url = base_url;
                 new.key_expires_at = key_expires.as_deref().map(parse_date).transpose()?;
                 new.dropoff_alarm_minutes = dropoff_alarm.as_deref().map(alarm_minutes).transpose()?;
-                new.poll_interval_secs = poll_interval.as_deref().map(|p| parse_when_duration(p, "poll interval").map(|d| d.as_secs() as u32)).transpose()?;
+                new.poll_interval_secs = poll_interval.as_deref().map(poll_secs).transpose()?;
                 let s = add_source(store.as_ref(), new, !no_verify).await?;
                 println!("added source {:?} ({}); `orgtrail run` collects it", s.name, s.id);
             }
@@ -359,7 +361,8 @@ pub fn source(cmd: SourceCommand, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                 client(&s.base_url)?.verify(&s.org_id, &key).await?;
                 println!("{}: the API key can read the audit log of organization {}", s.name, s.org_id);
             }
-            SourceCommand::Edit { name, rename, key, base_url, key_expires, dropoff_alarm, poll_interval, no_verify } => {
+            SourceCommand::Edit { name, rename, settings } => {
+                let SettingsArgs { key, base_url, key_expires, dropoff_alarm, poll_interval, no_verify } = settings;
                 let s = store.get_source(&name).await?;
                 let key = key_input(&key)?;
                 if let (Some(k), false) = (&key, no_verify) {
@@ -372,7 +375,7 @@ pub fn source(cmd: SourceCommand, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                     key,
                     key_expires_at: key_expires.as_deref().map(|d| parse_date(d).map(Some)).transpose()?,
                     dropoff_alarm_minutes: dropoff_alarm.as_deref().map(|d| alarm_minutes(d).map(Some)).transpose()?,
-                    poll_interval_secs: poll_interval.as_deref().map(|p| parse_when_duration(p, "poll interval").map(|d| d.as_secs() as u32)).transpose()?,
+                    poll_interval_secs: poll_interval.as_deref().map(poll_secs).transpose()?,
                     config_managed: None,
                 };
                 let s = store.update_source(&s.id, update).await?;

@@ -65,18 +65,10 @@ pub struct QueryArgs {
     timing: bool,
 }
 
+/// `--older-than`: the same duration syntax as everywhere else (`orgtrail_state::parse_duration`).
 fn parse_duration(s: &str) -> Result<jiff::SignedDuration, String> {
-    let err = || format!("bad duration {s:?}: use e.g. 30m, 2h, 1d");
-    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
-    let n: i64 = s[..split].parse().map_err(|_| err())?;
-    let secs = match &s[split..] {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        _ => return Err(err()),
-    };
-    Ok(jiff::SignedDuration::from_secs(secs))
+    let d = orgtrail_state::parse_duration(s)?;
+    jiff::SignedDuration::try_from(d).map_err(|e| format!("duration {s:?} is too long: {e}"))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
