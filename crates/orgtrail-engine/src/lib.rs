@@ -107,6 +107,8 @@ pub struct Engine {
     lake: Lake,
     schema: Arc<Schema>,
     config: EngineConfig,
+    /// When `prune_seen` last ran (shared by the clones of the engine).
+    last_prune: Arc<std::sync::Mutex<Option<Timestamp>>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -159,6 +161,7 @@ impl Engine {
             lake,
             schema,
             config,
+            last_prune: Arc::default(),
         }
     }
 
@@ -184,6 +187,9 @@ impl Engine {
     ) -> Result<CycleReport, EngineError> {
         let started = Timestamp::now();
         let result = self.cycle(source, hooks, cancel).await;
+        if result.is_ok() {
+            self.prune_seen_daily().await?;
+        }
         let ended = Timestamp::now();
         let (status, error, report) = match &result {
             Ok(r) => (RunStatus::Success, None, r.clone()),
@@ -267,6 +273,28 @@ impl Engine {
         }
         report.more = cycle_capped(&report, &self.client);
         Ok(report)
+    }
+
+    /// Once a day, forgets the ids of events older than the API can still serve (the retention
+    /// plus a margin): they can never be fetched again, so they cannot be duplicated.
+    async fn prune_seen_daily(&self) -> Result<(), EngineError> {
+        let now = Timestamp::now();
+        {
+            let mut last = self
+                .last_prune
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.is_some_and(|t| now.duration_since(t) < SignedDuration::from_hours(24)) {
+                return Ok(());
+            }
+            *last = Some(now);
+        }
+        let cutoff = now - RETENTION - SignedDuration::from_hours(10 * 24);
+        let n = self.store.prune_seen(ms(cutoff)).await?;
+        if n > 0 {
+            tracing::info!(ids = n, "forgot the ids of events past the retention");
+        }
+        Ok(())
     }
 
     /// Where a walk without a cursor starts: the last `processedAt` minus the overlap, or, for a new

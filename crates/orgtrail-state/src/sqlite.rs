@@ -238,6 +238,8 @@ impl SqliteStore {
             .foreign_keys(true)
             // Overwrite deleted content (replaced stored keys, freed payloads) instead of leaving it in free pages.
             .pragma("secure_delete", "ON")
+            // 16 MiB of page cache (default 2 MiB): the `seen` id index is read on every claim.
+            .pragma("cache_size", "-16384")
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
