@@ -25,6 +25,28 @@ use orgtrail_state::{
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
+// Health, alarms, notifications and metrics (issue 6): new modules, hooked into the collector by
+// the `observer` field only.
+mod alarms;
+mod clock;
+mod health;
+pub mod metrics;
+mod monitor;
+mod notify;
+mod observe;
+
+pub use alarms::Rules;
+pub use clock::{ManualClock, ScaledClock, SystemWallClock, WallClock};
+pub use health::{
+    AlarmHistoryEntry, AlarmView, HealthStatus, SourceHealthReport, alarm_history, health_reports,
+    list_alarms, source_health_report,
+};
+pub use monitor::{Monitor, MonitorConfig, TransitionSink};
+pub use notify::{
+    Destination, Notifier, NotifyConfig, REPLAY_WINDOW, notification_payload, slack_payload,
+};
+pub use observe::{CollectObserver, NoObserver};
+
 /// The retention of the Atlassian audit log: older events cannot be collected.
 pub const RETENTION: SignedDuration = SignedDuration::from_hours(180 * 24);
 
@@ -101,6 +123,8 @@ pub struct Engine {
     lake: Lake,
     schema: Arc<Schema>,
     config: EngineConfig,
+    /// Health, alarms and metrics hooks (observe.rs); a no-op unless `with_observer`.
+    observer: Arc<dyn observe::CollectObserver>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -153,6 +177,7 @@ impl Engine {
             lake,
             schema,
             config,
+            observer: Arc::new(observe::NoObserver),
         }
     }
 
@@ -179,6 +204,7 @@ impl Engine {
         let started = Timestamp::now();
         let result = self.cycle(source, hooks, cancel).await;
         let ended = Timestamp::now();
+        self.observer.cycle_finished(source, &result); // hook: health/alarms/metrics
         let (status, error, report) = match &result {
             Ok(r) => (RunStatus::Success, None, r.clone()),
             Err(EngineError::Cancelled) => (RunStatus::Cancelled, None, CycleReport::default()),
@@ -284,6 +310,7 @@ impl Engine {
                 };
                 ckpt.page_seq += 1;
                 let outcome = self.store.commit_page(&source.id, &events, &ckpt).await?;
+                self.observer.page_committed(source, &page.events, &outcome); // hook: health/alarms/metrics
                 report.new_events += outcome.inserted;
                 report.duplicates += outcome.duplicates;
                 if self.store.spool_stats(&source.id).await?.unbatched_rows as usize
@@ -348,6 +375,8 @@ impl Engine {
                 self.lake.write_failures(&batch.batch_id, &failures).await?;
             }
             self.store.mark_flushed(&batch.batch_id).await?;
+            self.observer
+                .batch_flushed(source, rows.len() as u64, failures.len() as u64); // hook: health/alarms/metrics
             report.rows_written += rows.len() as u64;
             report.failures_written += failures.len() as u64;
         }

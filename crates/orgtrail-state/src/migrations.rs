@@ -6,10 +6,11 @@ pub(crate) struct Migration {
     pub sql: &'static str,
 }
 
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial: sources, checkpoints, spool, batches, runs, source_health",
-    sql: r#"
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial: sources, checkpoints, spool, batches, runs, source_health",
+        sql: r#"
 CREATE TABLE sources (
     id                    TEXT PRIMARY KEY,
     name                  TEXT NOT NULL,
@@ -82,7 +83,13 @@ CREATE TABLE source_health (
     last_data_at_ms    INTEGER
 );
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        name: "alarms, alarm history, source activity (health and alarms, issue 6)",
+        sql: crate::alarms::MIGRATION_2,
+    },
+];
 
 /// The newest schema version this build knows.
 pub(crate) fn latest_version() -> i64 {

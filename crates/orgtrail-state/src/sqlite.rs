@@ -1026,3 +1026,18 @@ impl StateStore for SqliteStore {
         })
     }
 }
+
+// ----- access for the alarm store (src/alarms.rs, schema version 2) -----
+
+impl SqliteStore {
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub(crate) async fn begin_write(
+        &self,
+        context: &'static str,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        self.begin(context).await
+    }
+}
