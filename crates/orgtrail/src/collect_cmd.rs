@@ -78,6 +78,13 @@ Examples:\n  orgtrail source add\n  orgtrail source add --name \"My Atlassian Ev
     Show { name: String },
     /// Check a source's credentials against the API
     Verify { name: String },
+    /// A source's health: status and why, last event, lag, volumes, errors, alarms, key expiry (exit 1 when unhealthy)
+    Health {
+        name: String,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Change a source: rename it, rotate its API key, change its URL, expiry, alarm or poll interval
     Edit {
         name: String,
@@ -118,6 +125,8 @@ pub struct RunArgs {
     /// answers 429 beyond ~50 requests a minute)
     #[arg(long)]
     no_rate_limit: bool,
+    #[command(flatten)]
+    monitoring: crate::monitor_cmd::MonitorArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -355,6 +364,9 @@ pub fn source(cmd: SourceCommand, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                     println!("run {} → {}: {} ({} pages, {} new events){}", r.started_at, r.ended_at, r.status.as_str(), r.pages, r.events, r.error.map(|e| format!(": {e}")).unwrap_or_default());
                 }
             }
+            SourceCommand::Health { name, json } => {
+                return crate::monitor_cmd::source_health(store.as_ref(), &name, json).await;
+            }
             SourceCommand::Verify { name } => {
                 let s = store.get_source(&name).await?;
                 let key = ApiKey::new(orgtrail_state::resolve_key(&s)?.expose_secret());
@@ -499,6 +511,7 @@ async fn run_sources(
     once: bool,
     cancel: CancellationToken,
     make_client: fn(&str) -> anyhow::Result<Client>,
+    monitoring: Option<&crate::monitor_cmd::Monitoring>,
 ) -> anyhow::Result<bool> {
     let sources = store.list_sources().await?;
     if sources.is_empty() {
@@ -511,21 +524,26 @@ async fn run_sources(
         let engine = match engines.get(&s.base_url) {
             Some(e) => e.clone(),
             None => {
-                let e = engine_for(
+                let mut e = engine_for(
                     store.clone(),
                     make_client(&s.base_url)?,
                     lake,
                     config.clone(),
                 )?;
+                if let Some(m) = monitoring {
+                    e = e.with_observer(m.observer());
+                }
                 engines.insert(s.base_url.clone(), e.clone());
                 e
             }
         };
         let cancel = cancel.clone();
+        let hooks: Arc<dyn orgtrail_atlassian::Hooks> =
+            monitoring.map_or_else(|| Arc::new(NoHooks) as _, |m| m.hooks());
         tasks.spawn(async move {
             if once {
                 loop {
-                    let r = engine.collect_once(&s, &NoHooks, &cancel).await;
+                    let r = engine.collect_once(&s, &*hooks, &cancel).await;
                     log_cycle(&s, &r);
                     match r {
                         Ok(r) if r.more => continue,
@@ -535,7 +553,7 @@ async fn run_sources(
                 }
             }
             engine
-                .run_source(&s.id, &NoHooks, &cancel, &log_cycle)
+                .run_source(&s.id, &*hooks, &cancel, &log_cycle)
                 .await
                 .is_ok()
         });
@@ -578,15 +596,22 @@ pub fn run(args: RunArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         } else {
             client
         };
+        let cancel = shutdown_token();
+        let monitoring =
+            crate::monitor_cmd::Monitoring::start(&args.monitoring, store.clone(), &lake, &cancel)
+                .await?;
         let ok = run_sources(
             store,
             &lake,
             EngineConfig::default(),
             args.once,
-            shutdown_token(),
+            cancel,
             make_client,
+            Some(&monitoring),
         )
-        .await?;
+        .await;
+        monitoring.finish().await;
+        let ok = ok?;
         Ok(if ok {
             ExitCode::SUCCESS
         } else {
@@ -650,7 +675,7 @@ pub fn demo(args: DemoArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         println!("\nthe lake is {}; try:\n  orgtrail --lake {} query \"SELECT attributes.action, count(*) FROM atlassian_audit GROUP BY 1 ORDER BY 2 DESC\"", lake.location().display, lake.location().display);
         if !args.once {
             eprintln!("\ncollecting live events every 5 s; Ctrl-C stops");
-            run_sources(store, &lake, config, false, cancel, unlimited_client).await?;
+            run_sources(store, &lake, config, false, cancel, unlimited_client, None).await?;
         }
         let _ = sim.shutdown().await;
         Ok(ExitCode::SUCCESS)
