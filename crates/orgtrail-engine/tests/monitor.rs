@@ -384,7 +384,7 @@ async fn classification_first_failure_then_rate_then_calm() {
     t.monitor.batch_flushed(&s, 1000, 2);
     assert!(only(&t.eval().await, k).is_empty());
     // A high rate: a new stage, notified.
-    t.monitor.batch_flushed(&s, 100, 50);
+    t.monitor.batch_flushed(&s, 100, 500);
     let evs = t.eval().await;
     assert_eq!(only(&evs, k), vec![(Alarm, Alarm, true)]);
     assert_eq!(evs[0].event.stage.as_deref(), Some("rate"));
@@ -396,7 +396,7 @@ async fn classification_first_failure_then_rate_then_calm() {
     t.monitor.batch_flushed(&s, 1000, 1);
     assert!(only(&t.eval().await, k).is_empty());
     let act = t.store.source_activity(&s.id).await.unwrap();
-    assert_eq!(act.failures_total, 54);
+    assert_eq!(act.failures_total, 504);
     assert_eq!(act.rows_total, 5100);
 }
 
