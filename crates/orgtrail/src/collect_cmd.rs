@@ -41,7 +41,7 @@ pub struct SettingsArgs {
     /// When the API key expires (YYYY-MM-DD or RFC 3339): orgtrail warns ahead of it
     #[arg(long, value_name = "DATE")]
     key_expires: Option<String>,
-    /// Alarm when no events arrive for this long (15m to 30d), e.g. 24h
+    /// Alarm when no events arrive for this long (15m to 30d), e.g. 24h; `off` (edit) turns it off
     #[arg(long, value_name = "DURATION")]
     dropoff_alarm: Option<String>,
     /// How often to poll (default 60s)
@@ -190,9 +190,19 @@ fn alarm_minutes(s: &str) -> anyhow::Result<u32> {
     let d = parse_when_duration(s, "drop-off alarm")?;
     let m = d.as_secs() / 60;
     if !(15..=43_200).contains(&m) {
-        bail!("drop-off alarm {s:?} must be between 15 minutes and 30 days (43,200 minutes)");
+        bail!(
+            "drop-off alarm {s:?} must be between 15 minutes and 30 days (43,200 minutes), e.g. --dropoff-alarm 24h"
+        );
     }
     Ok(m as u32)
+}
+
+/// `--dropoff-alarm` of `source edit`: a duration, or `off` to turn the alarm off.
+fn alarm_setting(s: &str) -> anyhow::Result<Option<u32>> {
+    match s.trim() {
+        "off" | "none" => Ok(None),
+        _ => alarm_minutes(s).map(Some),
+    }
 }
 
 fn poll_secs(s: &str) -> anyhow::Result<u32> {
@@ -386,7 +396,7 @@ pub fn source(cmd: SourceCommand, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                     base_url,
                     key,
                     key_expires_at: key_expires.as_deref().map(|d| parse_date(d).map(Some)).transpose()?,
-                    dropoff_alarm_minutes: dropoff_alarm.as_deref().map(|d| alarm_minutes(d).map(Some)).transpose()?,
+                    dropoff_alarm_minutes: dropoff_alarm.as_deref().map(alarm_setting).transpose()?,
                     poll_interval_secs: poll_interval.as_deref().map(poll_secs).transpose()?,
                     config_managed: None,
                 };
