@@ -94,7 +94,7 @@ async fn alarms_and_transitions_round_trip_in_one_transaction() {
     assert_eq!((h.lake_written_at, h.notified_at), (Some(t0), Some(t0)));
     // Unknown source: refused, nothing written.
     let err = store
-        .save_alarms("nope", &[], &[], &[ev.clone()])
+        .save_alarms("nope", &[], &[], std::slice::from_ref(&ev))
         .await
         .unwrap_err();
     assert!(matches!(err, StateError::SourceNotFound(_)), "{err}");
