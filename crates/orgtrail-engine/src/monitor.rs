@@ -24,6 +24,9 @@ use crate::metrics as m;
 use crate::observe::CollectObserver;
 use crate::{CycleReport, EngineError};
 
+/// How stale `evaluated_at` of an unchanged alarm may get before it is written again.
+const REFRESH_EVALUATED_AT: jiff::SignedDuration = jiff::SignedDuration::from_mins(10);
+
 /// Receives every recorded alarm transition (after it is persisted). Called from the monitor's
 /// task: must not block (queue the work).
 pub trait TransitionSink: Send + Sync {
@@ -279,10 +282,24 @@ impl Monitor {
         let mut records = Vec::new();
         let mut removed = Vec::new();
         let mut events = Vec::new();
+        let mut current = Vec::new();
         for kind in AlarmKind::ALL {
             match alarms::evaluate(kind, prev.get(&kind), &input, rules) {
                 Decision::Save(rec, ev) => {
-                    records.push(rec);
+                    current.push((kind, rec.state));
+                    // An unchanged alarm is written again only now and then (to refresh
+                    // `evaluated_at`), to keep writes off the collector's database.
+                    let unchanged = prev.get(&kind).is_some_and(|p| {
+                        ev.is_none()
+                            && AlarmRecord {
+                                evaluated_at: p.evaluated_at,
+                                ..rec.clone()
+                            } == *p
+                            && now.duration_since(p.evaluated_at) < REFRESH_EVALUATED_AT
+                    });
+                    if !unchanged {
+                        records.push(rec);
+                    }
                     events.extend(ev);
                 }
                 Decision::Remove(ev) => {
@@ -292,10 +309,13 @@ impl Monitor {
                 Decision::Absent => {}
             }
         }
-        let recorded = self
-            .store
-            .save_alarms(&s.id, &records, &removed, &events)
-            .await?;
+        let recorded = if records.is_empty() && removed.is_empty() && events.is_empty() {
+            Vec::new()
+        } else {
+            self.store
+                .save_alarms(&s.id, &records, &removed, &events)
+                .await?
+        };
         for ev in &recorded {
             log_transition(ev);
             metrics::counter!(m::ALARM_TRANSITIONS, "alarm" => ev.event.kind.as_str(), "to" => ev.event.to.as_str())
@@ -306,7 +326,7 @@ impl Monitor {
         }
         self.update_gauges(
             s,
-            &records,
+            &current,
             &removed,
             last_data_at,
             max_processed,
@@ -319,17 +339,17 @@ impl Monitor {
     async fn update_gauges(
         &self,
         s: &Source,
-        records: &[AlarmRecord],
+        current: &[(AlarmKind, AlarmState)],
         removed: &[AlarmKind],
         last_data_at: Option<Timestamp>,
         max_processed: Option<Timestamp>,
         checkpoint_at: Option<Timestamp>,
     ) {
         let name = s.name.clone();
-        for r in records {
+        for (kind, state) in current {
             for st in AlarmState::ALL {
-                metrics::gauge!(m::ALARM_STATE, "source" => name.clone(), "alarm" => r.kind.as_str(), "state" => st.as_str())
-                    .set(if st == r.state { 1.0 } else { 0.0 });
+                metrics::gauge!(m::ALARM_STATE, "source" => name.clone(), "alarm" => kind.as_str(), "state" => st.as_str())
+                    .set(if st == *state { 1.0 } else { 0.0 });
             }
         }
         for k in removed {
