@@ -97,14 +97,6 @@ pub struct ErrorView {
     pub message: String,
 }
 
-/// Spool counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct SpoolView {
-    /// Events stored and not yet written to the lake.
-    pub waiting: u64,
-    pub pending_batches: u64,
-}
-
 /// Everything about one source's health.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SourceHealthReport {
@@ -141,7 +133,9 @@ pub struct SourceHealthReport {
     /// Whole days left until the key expires (negative once expired).
     pub key_expires_in_days: Option<i64>,
     pub dropoff_alarm_minutes: Option<u32>,
-    pub spool: SpoolView,
+    /// Lake batches begun and not finished (0 while idle; more only after a crash, until the
+    /// collector's next cycle finishes them).
+    pub unfinished_lake_batches: u64,
     pub alarms: Vec<AlarmView>,
     #[serde(serialize_with = "ser_ts")]
     pub generated_at: Timestamp,
@@ -171,7 +165,7 @@ pub async fn source_health_report(
     let h = store.source_health(&source.id).await?;
     let act = store.source_activity(&source.id).await?;
     let ck = store.checkpoint(&source.id).await?;
-    let spool = store.spool_stats(&source.id).await?;
+    let seen = store.seen_stats(&source.id).await?;
     let hour = now
         .checked_sub(SignedDuration::from_hours(1))
         .unwrap_or(now);
@@ -253,10 +247,7 @@ pub async fn source_health_report(
             .key_expires_at
             .map(|k| k.duration_since(now).as_secs().div_euclid(86_400)),
         dropoff_alarm_minutes: source.dropoff_alarm_minutes,
-        spool: SpoolView {
-            waiting: spool.unbatched_rows + spool.pending_batch_rows,
-            pending_batches: spool.pending_batches,
-        },
+        unfinished_lake_batches: seen.unfinished_batches,
         alarms,
         generated_at: now,
     })

@@ -12,21 +12,24 @@
 //! A crash anywhere loses nothing (the cursor only moves past durable pages) and duplicates nothing
 //! (event ids are unique in the spool, batch files are idempotent).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-use orgtrail_atlassian::{ApiError, ApiKey, Client, CycleEnd, ErrorKind, Hooks, PageRequest};
-use orgtrail_lake::{FailureRecord, Lake};
+use orgtrail_atlassian::{
+    ApiError, ApiKey, Client, Cycle, CycleEnd, ErrorKind, Hooks, Page, PageRequest,
+};
+use orgtrail_lake::{BatchBuffer, BufferedKey, FailureRecord, Lake, new_batch_id};
 use orgtrail_schema::{Normalizer, Outcome, Schema};
 use orgtrail_state::{
-    Checkpoint, ExposeSecret, RunRecord, RunStatus, Source, SpoolEvent, StateError, StateStore,
+    Checkpoint, EventKey, ExposeSecret, RunRecord, RunStatus, Source, StateError, StateStore,
 };
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 // Health, alarms, notifications and metrics (issue 6): new modules, hooked into the collector by
-// the `observer` field only.
+// the `observer` field only (the lines marked `// hook`).
 mod alarms;
 mod clock;
 mod health;
@@ -45,7 +48,7 @@ pub use monitor::{Monitor, MonitorConfig, TransitionSink};
 pub use notify::{
     Destination, Notifier, NotifyConfig, REPLAY_WINDOW, notification_payload, slack_payload,
 };
-pub use observe::{CollectObserver, NoObserver};
+pub use observe::{BatchWritten, CollectObserver, NoObserver};
 
 /// The retention of the Atlassian audit log: older events cannot be collected.
 pub const RETENTION: SignedDuration = SignedDuration::from_hours(180 * 24);
@@ -82,8 +85,10 @@ pub struct EngineConfig {
     /// Restarting from a `processedAt` (dead cursor, null terminal cursor) goes back this far;
     /// duplicates are removed by event id.
     pub overlap: SignedDuration,
-    /// Flush when this many events are spooled (and at the end of every cycle).
+    /// Write a lake batch when this many events are buffered (and at the end of every cycle).
     pub flush_rows: usize,
+    /// ... or when the buffer holds this many bytes (bounds memory whatever the event size).
+    pub flush_bytes: usize,
     /// Overrides every source's poll interval (tests, demo).
     pub poll_interval: Option<Duration>,
     /// How long to wait before retrying after a failed cycle.
@@ -95,7 +100,8 @@ impl Default for EngineConfig {
         EngineConfig {
             initial_since: SignedDuration::from_hours(7 * 24),
             overlap: SignedDuration::from_secs(60),
-            flush_rows: 50_000,
+            flush_rows: 20_000,
+            flush_bytes: 32 << 20,
             poll_interval: None,
             error_backoff: Duration::from_secs(30),
         }
@@ -242,6 +248,7 @@ impl Engine {
         cancel: &CancellationToken,
     ) -> Result<CycleReport, EngineError> {
         let key = api_key(source)?;
+        self.recover(source).await?;
         let mut report = CycleReport::default();
         let mut ckpt = self
             .store
@@ -250,84 +257,41 @@ impl Engine {
             .map(|c| c.checkpoint)
             .unwrap_or_default();
         let mut restarts = 0;
-        'cycle: loop {
+        loop {
             let start = match &ckpt.cursor {
                 Some(c) => PageRequest::Cursor(c.clone()),
                 None => PageRequest::Start {
                     from_ms: Some(self.resume_from(&ckpt)),
                 },
             };
-            let mut cycle = self.client.cycle(&source.org_id, &key, start);
-            loop {
-                let page = tokio::select! {
-                    _ = cancel.cancelled() => return Err(EngineError::Cancelled),
-                    page = cycle.next_page(hooks) => page,
-                };
-                let page = match page {
-                    Ok(Some(p)) => p,
-                    Ok(None) => break 'cycle,
-                    Err(e) if e.kind() == ErrorKind::InvalidCursor && restarts < 3 => {
-                        // The cursor is dead: restart from the last processedAt minus the overlap.
-                        tracing::warn!(source = %source.name, "the API rejected the saved cursor; restarting from the last processedAt minus the overlap");
-                        restarts += 1;
-                        ckpt.cursor = None;
-                        ckpt.page_seq += 1;
-                        self.store.commit_page(&source.id, &[], &ckpt).await?;
-                        continue 'cycle;
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                report.pages += 1;
-                report.received += page.events.len() as u64;
-                let mut events = Vec::with_capacity(page.events.len());
-                for e in &page.events {
-                    let processed = e.processed_at.map(ms);
-                    if let Some(p) = processed {
-                        let id = event_id(e);
-                        match ckpt.max_processed_at_ms {
-                            Some(max) if p < max => {}
-                            Some(max) if p == max => {
-                                if !ckpt.ids_at_max.contains(&id) {
-                                    ckpt.ids_at_max.push(id);
-                                }
-                            }
-                            _ => {
-                                ckpt.max_processed_at_ms = Some(p);
-                                ckpt.ids_at_max = vec![id];
-                            }
-                        }
-                    }
-                    events.push(SpoolEvent {
-                        event_id: event_id(e),
-                        processed_at_ms: processed,
-                        raw_json: e.raw.get().to_owned(),
-                    });
-                }
-                // Mode B (a null next cursor at the end): restart from processedAt next time.
-                ckpt.cursor = match cycle.end() {
-                    Some(CycleEnd::NoNextCursor) => None,
-                    _ => cycle.last_cursor().map(str::to_owned),
-                };
-                ckpt.page_seq += 1;
-                let outcome = self.store.commit_page(&source.id, &events, &ckpt).await?;
-                self.observer.page_committed(source, &page.events, &outcome); // hook: health/alarms/metrics
-                report.new_events += outcome.inserted;
-                report.duplicates += outcome.duplicates;
-                if self.store.spool_stats(&source.id).await?.unbatched_rows as usize
-                    >= self.config.flush_rows
+            let cycle = self.client.cycle(&source.org_id, &key, start);
+            let walk = Walk {
+                source,
+                key: &key,
+                hooks,
+                cancel,
+                daemon: true,
+            };
+            match self
+                .walk(walk, cycle, Some(&mut ckpt), &mut report, &|_| {})
+                .await
+            {
+                Err(EngineError::Api(e))
+                    if e.kind() == ErrorKind::InvalidCursor && restarts < 3 =>
                 {
-                    self.flush(source, &mut report).await?;
+                    // The cursor is dead: restart from the last processedAt minus the overlap
+                    // (what the walk buffered before the error is committed first).
+                    tracing::warn!(source = %source.name, "the API rejected the saved cursor; restarting from the last processedAt minus the overlap");
+                    restarts += 1;
+                    ckpt.cursor = None;
+                    ckpt.page_seq += 1;
+                    self.store.save_checkpoint(&source.id, &ckpt).await?;
                 }
-                // A short page means caught up for now: with steady live arrivals the stream may
-                // never return an empty page, so the cycle ends here and the next poll goes on
-                // from the saved cursor.
-                if page.events.len() < self.client.config().page_limit as usize {
-                    break 'cycle;
-                }
+                Err(e) => return Err(e),
+                Ok(()) => break,
             }
         }
         report.more = cycle_capped(&report, &self.client);
-        self.flush(source, &mut report).await?;
         Ok(report)
     }
 
@@ -340,51 +304,245 @@ impl Engine {
         }
     }
 
-    /// Normalizes and writes every spooled event of a source (pending batches first).
-    pub async fn flush(
-        &self,
-        source: &Source,
-        report: &mut CycleReport,
-    ) -> Result<(), EngineError> {
-        let normalizer = Normalizer::new(self.schema.clone())
-            .with_source(Some(source.id.clone()), Some(source.name.clone()));
-        while let Some(batch) = self
-            .store
-            .claim_batch(&source.id, self.config.flush_rows)
-            .await?
-        {
-            let mut rows = Vec::with_capacity(batch.events.len());
-            let mut failures = Vec::new();
-            for e in &batch.events {
-                match normalizer.normalize(e.raw_json.as_bytes()) {
-                    Outcome::Row(r) => rows.push(r),
-                    Outcome::Failure(failure) => failures.push(FailureRecord {
-                        parse_time: Timestamp::now(),
-                        source_id: Some(source.id.clone()),
-                        source_label: Some(source.name.clone()),
-                        log_type: self.schema.name.clone(),
-                        failure,
-                    }),
-                    Outcome::Skip => {}
-                }
+    /// Finishes what a crash left: publishes the files of committed batches, deletes those of
+    /// uncommitted ones and releases their ids.
+    async fn recover(&self, source: &Source) -> Result<(), EngineError> {
+        let _lock = self.store.lock_writer(&source.id).await?;
+        self.recover_locked(source).await
+    }
+
+    async fn recover_locked(&self, source: &Source) -> Result<(), EngineError> {
+        for b in self.store.unfinished_batches(&source.id).await? {
+            if b.committed {
+                self.lake.publish(&b.files).await?;
+                self.store.finish_batch(&b.batch_id).await?;
+            } else {
+                tracing::info!(source = %source.name, batch = %b.batch_id, "discarding a lake batch a crash left uncommitted; its events are fetched again");
+                self.lake.discard(&b.files).await?;
+                self.store.abandon_batch(&b.batch_id).await?;
             }
-            self.lake
-                .write_rows(&self.schema, &batch.batch_id, &rows)
-                .await?;
-            if !failures.is_empty() {
-                self.lake.write_failures(&batch.batch_id, &failures).await?;
-            }
-            self.store.mark_flushed(&batch.batch_id).await?;
-            self.observer
-                .batch_flushed(source, rows.len() as u64, failures.len() as u64); // hook: health/alarms/metrics
-            report.rows_written += rows.len() as u64;
-            report.failures_written += failures.len() as u64;
         }
         Ok(())
     }
 
+    /// Walks the stream from `cycle`, normalizing each page while the next one is fetched, and
+    /// writes the buffered events to the lake as a batch every `flush_rows` events and at the end.
+    /// With `ckpt` (the daemon), every batch advances the source's checkpoint; without (a backfill)
+    /// the checkpoint is left alone.
+    async fn walk(
+        &self,
+        w: Walk<'_>,
+        cycle: Cycle,
+        mut ckpt: Option<&mut Checkpoint>,
+        report: &mut CycleReport,
+        progress: &(dyn Fn(&CycleReport) + Sync),
+    ) -> Result<(), EngineError> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Fetched>(FETCH_AHEAD_PAGES);
+        let page_limit = self.client.config().page_limit as usize;
+        let fetch = async {
+            // Owned by the fetcher: dropping it when the walk ends closes the channel.
+            let tx = tx;
+            let mut cycle = cycle;
+            loop {
+                let page = tokio::select! {
+                    _ = w.cancel.cancelled() => Err(EngineError::Cancelled),
+                    // The processing side stopped (an error): stop fetching.
+                    _ = tx.closed() => return,
+                    p = cycle.next_page(w.hooks) => p.map_err(EngineError::from),
+                };
+                let item = match page {
+                    Ok(Some(page)) => {
+                        // Mode B (a null next cursor at the end): restart from processedAt next time.
+                        let cursor = match cycle.end() {
+                            Some(CycleEnd::NoNextCursor) => None,
+                            _ => cycle.last_cursor().map(str::to_owned),
+                        };
+                        let short = page.events.len() < page_limit;
+                        let last = w.daemon && short;
+                        if tx.send(Fetched::Page(page, cursor)).await.is_err() || last {
+                            // A short page means caught up for now: with steady live arrivals the
+                            // stream may never return an empty page, so the cycle ends here and the
+                            // next poll goes on from the saved cursor.
+                            return;
+                        }
+                        continue;
+                    }
+                    Ok(None) if !w.daemon && cycle.end() == Some(CycleEnd::PageCap) => {
+                        // A backfill keeps walking from where the cap stopped it.
+                        match cycle.resume_request() {
+                            Some(next) => {
+                                cycle = self.client.cycle(&w.source.org_id, w.key, next);
+                                continue;
+                            }
+                            None => Fetched::Failed(EngineError::Config(
+                                "the page cap was reached without a cursor".into(),
+                            )),
+                        }
+                    }
+                    Ok(None) => return,
+                    Err(e) => Fetched::Failed(e),
+                };
+                let _ = tx.send(item).await;
+                return;
+            }
+        };
+        let process = async {
+            let normalizer = Arc::new(
+                Normalizer::new(self.schema.clone())
+                    .with_source(Some(w.source.id.clone()), Some(w.source.name.clone())),
+            );
+            let mut buffer = BatchBuffer::new(self.schema.clone());
+            let mut buffered: HashSet<String> = HashSet::new();
+            let mut failed = None;
+            while let Some(item) = rx.recv().await {
+                let (page, cursor) = match item {
+                    Fetched::Page(p, c) => (p, c),
+                    Fetched::Failed(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                };
+                report.pages += 1;
+                report.received += page.events.len() as u64;
+                self.observer.page_received(w.source, &page.events); // hook: health/alarms/metrics
+                let mut fresh = Vec::with_capacity(page.events.len());
+                for e in page.events {
+                    let id = event_id(&e);
+                    let processed = e.processed_at.map(ms);
+                    if let (Some(c), Some(p)) = (ckpt.as_deref_mut(), processed) {
+                        observe(c, p, &id);
+                    }
+                    if buffered.insert(id.clone()) {
+                        fresh.push((id, processed, e.raw));
+                    } else {
+                        report.duplicates += 1;
+                    }
+                }
+                if let Some(c) = ckpt.as_deref_mut() {
+                    c.cursor = cursor;
+                    c.page_seq += 1;
+                }
+                buffer = self
+                    .normalize_page(buffer, fresh, normalizer.clone(), w.source)
+                    .await?;
+                if buffer.len() >= self.config.flush_rows
+                    || buffer.memory_size() >= self.config.flush_bytes
+                {
+                    let full =
+                        std::mem::replace(&mut buffer, BatchBuffer::new(self.schema.clone()));
+                    buffered.clear();
+                    self.write_batch(w.source, full, ckpt.as_deref(), report)
+                        .await?;
+                    progress(report);
+                }
+            }
+            // Commit what was buffered (and the checkpoint) also when the walk failed: the pages
+            // before the failure are good.
+            self.write_batch(w.source, buffer, ckpt.as_deref(), report)
+                .await?;
+            progress(report);
+            match failed {
+                Some(e) => Err(e),
+                None => Ok(()),
+            }
+        };
+        let ((), processed) = tokio::join!(fetch, process);
+        processed
+    }
+
+    /// Normalizes one page's events into the buffer (CPU work, off the async workers).
+    async fn normalize_page(
+        &self,
+        mut buffer: BatchBuffer,
+        events: Vec<(String, Option<i64>, Box<serde_json::value::RawValue>)>,
+        normalizer: Arc<Normalizer>,
+        source: &Source,
+    ) -> Result<BatchBuffer, EngineError> {
+        let (source_id, label) = (source.id.clone(), source.name.clone());
+        let log_type = self.schema.name.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut rows = Vec::with_capacity(events.len());
+            let mut failures = Vec::new();
+            for (id, processed_at_ms, raw) in &events {
+                let key = BufferedKey {
+                    event_id: id.clone(),
+                    processed_at_ms: *processed_at_ms,
+                };
+                match normalizer.normalize(raw.get().as_bytes()) {
+                    Outcome::Row(r) => rows.push((key, r)),
+                    Outcome::Failure(failure) => failures.push((
+                        key,
+                        FailureRecord {
+                            parse_time: Timestamp::now(),
+                            source_id: Some(source_id.clone()),
+                            source_label: Some(label.clone()),
+                            log_type: log_type.clone(),
+                            failure,
+                        },
+                    )),
+                    Outcome::Skip => {}
+                }
+            }
+            buffer.push_page(rows, failures)?;
+            Ok::<_, EngineError>(buffer)
+        })
+        .await
+        .map_err(|e| EngineError::Config(format!("the normalizing task failed: {e}")))?
+    }
+
+    /// Writes a buffer to the lake as one batch (the protocol in `orgtrail-state`'s `StateStore`),
+    /// advancing the checkpoint with it when given. An empty buffer only saves the checkpoint.
+    async fn write_batch(
+        &self,
+        source: &Source,
+        buffer: BatchBuffer,
+        ckpt: Option<&Checkpoint>,
+        report: &mut CycleReport,
+    ) -> Result<(), EngineError> {
+        if buffer.is_empty() {
+            if let Some(c) = ckpt {
+                self.store.save_checkpoint(&source.id, c).await?;
+            }
+            return Ok(());
+        }
+        let _lock = self.store.lock_writer(&source.id).await?;
+        self.recover_locked(source).await?;
+        let batch_id = new_batch_id();
+        let files = buffer.files(self.lake.location(), &batch_id)?;
+        let keys: Vec<EventKey> = buffer
+            .keys()
+            .iter()
+            .map(|k| EventKey {
+                event_id: k.event_id.clone(),
+                processed_at_ms: k.processed_at_ms,
+            })
+            .collect();
+        let claimed = self
+            .store
+            .begin_batch(&source.id, &batch_id, &keys, &files)
+            .await?;
+        report.duplicates += (keys.len() - claimed.len()) as u64;
+        report.new_events += claimed.len() as u64;
+        let written = self
+            .lake
+            .write_pending(buffer, &batch_id, claimed.into_iter().collect())
+            .await?;
+        self.store
+            .commit_batch(&batch_id, written.rows + written.failures, ckpt)
+            .await?;
+        self.lake.publish(&files).await?;
+        self.store.finish_batch(&batch_id).await?;
+        report.rows_written += written.rows;
+        report.failures_written += written.failures;
+        self.observer.batch_written(
+            source,
+            &observe::BatchWritten::new(keys.len(), written.rows, written.failures),
+        ); // hook: health/alarms/metrics
+        Ok(())
+    }
+
     /// Collects what is missing since `since` without touching the source's cursor: events already
-    /// spooled are recognized by id and skipped, so nothing is duplicated, and the daemon can keep
+    /// stored are recognized by id and skipped, so nothing is duplicated, and the daemon can keep
     /// polling meanwhile.
     pub async fn backfill(
         &self,
@@ -392,72 +550,27 @@ impl Engine {
         since: Timestamp,
         hooks: &dyn Hooks,
         cancel: &CancellationToken,
-        progress: &dyn Fn(&CycleReport),
+        progress: &(dyn Fn(&CycleReport) + Sync),
     ) -> Result<CycleReport, EngineError> {
         check_since(since)?;
         let key = api_key(source)?;
+        self.recover(source).await?;
         let mut report = CycleReport::default();
-        let mut cycle = self.client.cycle(
+        let cycle = self.client.cycle(
             &source.org_id,
             &key,
             PageRequest::Start {
                 from_ms: Some(ms(since)),
             },
         );
-        loop {
-            let page = tokio::select! {
-                _ = cancel.cancelled() => return Err(EngineError::Cancelled),
-                page = cycle.next_page(hooks) => page?,
-            };
-            let Some(page) = page else {
-                if cycle.end() == Some(CycleEnd::PageCap) {
-                    // Keep walking from where the cap stopped us.
-                    let next = cycle.resume_request().ok_or_else(|| {
-                        EngineError::Config("the page cap was reached without a cursor".into())
-                    })?;
-                    cycle = self.client.cycle(&source.org_id, &key, next);
-                    continue;
-                }
-                break;
-            };
-            report.pages += 1;
-            report.received += page.events.len() as u64;
-            let events: Vec<SpoolEvent> = page
-                .events
-                .iter()
-                .map(|e| SpoolEvent {
-                    event_id: event_id(e),
-                    processed_at_ms: e.processed_at.map(ms),
-                    raw_json: e.raw.get().to_owned(),
-                })
-                .collect();
-            // The checkpoint is the daemon's: commit with the current one (retry if it moved).
-            loop {
-                let ckpt = self
-                    .store
-                    .checkpoint(&source.id)
-                    .await?
-                    .map(|c| c.checkpoint)
-                    .unwrap_or_default();
-                match self.store.commit_page(&source.id, &events, &ckpt).await {
-                    Ok(o) => {
-                        report.new_events += o.inserted;
-                        report.duplicates += o.duplicates;
-                        break;
-                    }
-                    Err(StateError::StaleCheckpoint { .. }) => continue,
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            if self.store.spool_stats(&source.id).await?.unbatched_rows as usize
-                >= self.config.flush_rows
-            {
-                self.flush(source, &mut report).await?;
-            }
-            progress(&report);
-        }
-        self.flush(source, &mut report).await?;
-        progress(&report);
+        let walk = Walk {
+            source,
+            key: &key,
+            hooks,
+            cancel,
+            daemon: false,
+        };
+        self.walk(walk, cycle, None, &mut report, progress).await?;
         Ok(report)
     }
 
@@ -509,6 +622,42 @@ impl Engine {
             if sleep_or_cancel(wait, cancel).await {
                 return Ok(());
             }
+        }
+    }
+}
+
+/// Pages fetched ahead of the one being normalized.
+const FETCH_AHEAD_PAGES: usize = 2;
+
+/// One walk of the stream: whose, with which key, and whether it is the daemon's (ends on a short
+/// page, advances the checkpoint) or a backfill's (walks to the end, checkpoint untouched).
+struct Walk<'a> {
+    source: &'a Source,
+    key: &'a ApiKey,
+    hooks: &'a dyn Hooks,
+    cancel: &'a CancellationToken,
+    daemon: bool,
+}
+
+/// What the fetcher hands to the processor.
+enum Fetched {
+    /// A page and the cursor to resume after it.
+    Page(Page, Option<String>),
+    Failed(EngineError),
+}
+
+/// Tracks the greatest `processedAt` and the ids at it (restarts from `processedAt` skip them).
+fn observe(c: &mut Checkpoint, processed_ms: i64, id: &str) {
+    match c.max_processed_at_ms {
+        Some(max) if processed_ms < max => {}
+        Some(max) if processed_ms == max => {
+            if !c.ids_at_max.iter().any(|x| x == id) {
+                c.ids_at_max.push(id.to_owned());
+            }
+        }
+        _ => {
+            c.max_processed_at_ms = Some(processed_ms);
+            c.ids_at_max = vec![id.to_owned()];
         }
     }
 }

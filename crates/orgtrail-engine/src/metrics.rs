@@ -10,7 +10,7 @@ use orgtrail_atlassian::{ApiEvent, Hooks};
 
 /// Events received from the API, duplicates included. Labels: `source`.
 pub const EVENTS_RECEIVED: &str = "orgtrail_events_received_total";
-/// New events stored (spooled exactly once). Labels: `source`.
+/// New events written to the lake exactly once. Labels: `source`.
 pub const EVENTS_STORED: &str = "orgtrail_events_stored_total";
 /// Events received again and skipped by id. Labels: `source`.
 pub const EVENTS_DUPLICATE: &str = "orgtrail_events_duplicate_total";
@@ -38,7 +38,7 @@ pub const RATE_LIMIT_WAIT_SECONDS: &str = "orgtrail_rate_limit_wait_seconds";
 pub const LAG_SECONDS: &str = "orgtrail_lag_seconds";
 /// Now minus the time the checkpoint was last written. Labels: `source`.
 pub const CHECKPOINT_AGE_SECONDS: &str = "orgtrail_checkpoint_age_seconds";
-/// Events spooled and not yet in the lake. Labels: `source`.
+/// Events received and not yet written to the lake (buffered in memory). Labels: `source`.
 pub const SPOOL_DEPTH: &str = "orgtrail_spool_depth";
 /// When events were last received (Unix seconds). Labels: `source`.
 pub const LAST_EVENT_RECEIVED: &str = "orgtrail_last_event_received_timestamp_seconds";
@@ -147,7 +147,7 @@ pub const ALL: &[(&str, &str, &str, &str)] = &[
         SPOOL_DEPTH,
         "gauge",
         "source",
-        "Events spooled and not yet written to the lake",
+        "Events received and not yet written to the lake",
     ),
     (
         LAST_EVENT_RECEIVED,

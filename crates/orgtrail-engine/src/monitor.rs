@@ -13,15 +13,14 @@ use std::time::Duration;
 use jiff::Timestamp;
 use orgtrail_atlassian::Event;
 use orgtrail_state::{
-    ActivityDelta, AlarmEvent, AlarmKind, AlarmRecord, AlarmState, CommitOutcome, Source,
-    StateError, StateStore,
+    ActivityDelta, AlarmEvent, AlarmKind, AlarmRecord, AlarmState, Source, StateError, StateStore,
 };
 use tokio_util::sync::CancellationToken;
 
 use crate::alarms::{self, Decision, Input, LastCycle, Rules};
 use crate::clock::{SystemWallClock, WallClock};
 use crate::metrics as m;
-use crate::observe::CollectObserver;
+use crate::observe::{BatchWritten, CollectObserver};
 use crate::{CycleReport, EngineError};
 
 /// How stale `evaluated_at` of an unchanged alarm may get before it is written again.
@@ -81,6 +80,10 @@ struct Runtime {
     flushes: VecDeque<(Timestamp, u64, u64)>,
     /// When the monitor started watching (or the source was last resumed).
     watching_since: Option<Timestamp>,
+    /// Events received and not yet written to the lake.
+    buffered: u64,
+    /// The event time of the newest event received (stored with the next batch).
+    newest_event_time: Option<Timestamp>,
 }
 
 /// Observes the collector and evaluates alarms. Create with [`Monitor::new`], hand
@@ -331,12 +334,11 @@ impl Monitor {
             last_data_at,
             max_processed,
             checkpoint.map(|c| c.updated_at),
-        )
-        .await;
+        );
         Ok(recorded)
     }
 
-    async fn update_gauges(
+    fn update_gauges(
         &self,
         s: &Source,
         current: &[(AlarmKind, AlarmState)],
@@ -369,12 +371,8 @@ impl Monitor {
                 .set(real_now.duration_since(c).as_secs_f64().max(0.0));
         }
         if let Some(t) = last_data_at {
-            metrics::gauge!(m::LAST_EVENT_RECEIVED, "source" => name.clone())
+            metrics::gauge!(m::LAST_EVENT_RECEIVED, "source" => name)
                 .set(t.as_millisecond() as f64 / 1000.0);
-        }
-        if let Ok(sp) = self.store.spool_stats(&s.id).await {
-            metrics::gauge!(m::SPOOL_DEPTH, "source" => name)
-                .set((sp.unbatched_rows + sp.pending_batch_rows) as f64);
         }
     }
 
@@ -412,46 +410,51 @@ fn log_transition(ev: &AlarmEvent) {
 }
 
 impl CollectObserver for Monitor {
-    fn page_committed(&self, source: &Source, events: &[Event], outcome: &CommitOutcome) {
+    fn page_received(&self, source: &Source, events: &[Event]) {
         let bytes: u64 = events.iter().map(|e| e.raw.get().len() as u64).sum();
         let name = source.name.clone();
         metrics::counter!(m::EVENTS_RECEIVED, "source" => name.clone())
             .increment(events.len() as u64);
-        metrics::counter!(m::EVENTS_STORED, "source" => name.clone()).increment(outcome.inserted);
-        metrics::counter!(m::EVENTS_DUPLICATE, "source" => name.clone())
-            .increment(outcome.duplicates);
-        metrics::counter!(m::EVENT_BYTES, "source" => name).increment(bytes);
-        let now = self.config.clock.now();
+        metrics::counter!(m::EVENT_BYTES, "source" => name.clone()).increment(bytes);
         let newest_time = events.last().and_then(event_time);
         let newest_processed = events.iter().filter_map(|e| e.processed_at).max();
-        self.with_runtime(&source.id, |rt| {
-            rt.delta.events += outcome.inserted;
+        let buffered = self.with_runtime(&source.id, |rt| {
             rt.delta.bytes += bytes;
             rt.delta.last_processed_at = rt.delta.last_processed_at.max(newest_processed);
-            if outcome.inserted > 0 {
-                rt.last_data_at = Some(now);
-                rt.delta.last_event_at = Some(now);
-                rt.delta.last_event_time = newest_time.or(rt.delta.last_event_time);
-            }
+            rt.newest_event_time = newest_time.or(rt.newest_event_time);
+            rt.buffered += events.len() as u64;
+            rt.buffered
         });
+        metrics::gauge!(m::SPOOL_DEPTH, "source" => name).set(buffered as f64);
     }
 
-    fn batch_flushed(&self, source: &Source, rows: u64, failures: u64) {
+    fn batch_written(&self, source: &Source, batch: &BatchWritten) {
         let name = source.name.clone();
-        metrics::counter!(m::ROWS_WRITTEN, "source" => name.clone()).increment(rows);
-        metrics::counter!(m::EVENTS_FAILED, "source" => name).increment(failures);
+        metrics::counter!(m::EVENTS_STORED, "source" => name.clone()).increment(batch.new_events);
+        metrics::counter!(m::EVENTS_DUPLICATE, "source" => name.clone())
+            .increment(batch.duplicates);
+        metrics::counter!(m::ROWS_WRITTEN, "source" => name.clone()).increment(batch.rows);
+        metrics::counter!(m::EVENTS_FAILED, "source" => name.clone()).increment(batch.failures);
+        metrics::gauge!(m::SPOOL_DEPTH, "source" => name).set(0.0);
         let now = self.config.clock.now();
         self.with_runtime(&source.id, |rt| {
-            rt.delta.rows += rows;
-            rt.delta.failures += failures;
-            rt.flushes.push_back((now, rows, failures));
-            // Bounded: one entry per flush, trimmed to the window at each evaluation; a hard cap
+            rt.buffered = 0;
+            rt.delta.events += batch.new_events;
+            rt.delta.rows += batch.rows;
+            rt.delta.failures += batch.failures;
+            if batch.new_events > 0 {
+                rt.last_data_at = Some(now);
+                rt.delta.last_event_at = Some(now);
+                rt.delta.last_event_time = rt.newest_event_time.or(rt.delta.last_event_time);
+            }
+            rt.flushes.push_back((now, batch.rows, batch.failures));
+            // Bounded: one entry per batch, trimmed to the window at each evaluation; a hard cap
             // protects against a monitor that is never evaluated.
             if rt.flushes.len() > 100_000 {
                 rt.flushes.pop_front();
             }
         });
-        if failures > 0 {
+        if batch.failures > 0 {
             self.wake.notify_one();
         }
     }
@@ -481,6 +484,7 @@ impl CollectObserver for Monitor {
         );
         self.with_runtime(&source.id, |rt| {
             rt.cycles += 1;
+            rt.buffered = 0;
             match &outcome {
                 LastCycle::Ok => rt.consecutive_failures = 0,
                 LastCycle::Failed { .. } => rt.consecutive_failures += 1,

@@ -7,12 +7,12 @@ use std::sync::{Arc, Mutex};
 use jiff::{SignedDuration, Timestamp};
 use orgtrail_atlassian::{ApiError, Event};
 use orgtrail_engine::{
-    CollectObserver, CycleReport, EngineError, ManualClock, Monitor, MonitorConfig, Rules,
-    TransitionSink, WallClock,
+    BatchWritten, CollectObserver, CycleReport, EngineError, ManualClock, Monitor, MonitorConfig,
+    Rules, TransitionSink, WallClock,
 };
 use orgtrail_state::{
-    AlarmEvent, AlarmKind, AlarmState, Checkpoint, CommitOutcome, KeyInput, NewSource,
-    SecretString, Source, SourceUpdate, SpoolEvent, SqliteStore, StateError, StateStore,
+    AlarmEvent, AlarmKind, AlarmState, Checkpoint, KeyInput, NewSource, SecretString, Source,
+    SourceUpdate, SqliteStore, StateError, StateStore,
 };
 
 const KEY: &str = "monitor-test-key-5d1c0b9a";
@@ -151,14 +151,10 @@ impl T {
     async fn data(&self, ids: &[&str]) {
         let s = self.source().await;
         let events: Vec<Event> = ids.iter().map(|i| event(i)).collect();
-        self.monitor.page_committed(
-            &s,
-            &events,
-            &CommitOutcome {
-                inserted: ids.len() as u64,
-                duplicates: 0,
-            },
-        );
+        self.monitor.page_received(&s, &events);
+        let n = ids.len() as u64;
+        self.monitor
+            .batch_written(&s, &BatchWritten::new(ids.len(), n, 0));
     }
 
     async fn cycle(&self, r: Result<CycleReport, EngineError>) {
@@ -371,29 +367,35 @@ async fn classification_first_failure_then_rate_then_calm() {
     let t = T::new(|_| {}).await;
     let k = AlarmKind::ClassificationFailures;
     let s = t.source().await;
-    t.monitor.batch_flushed(&s, 1000, 0);
+    t.monitor
+        .batch_written(&s, &BatchWritten::new(1000, 1000, 0));
     t.eval().await;
     assert_eq!(t.state(k).await, Some(OkS));
     // The first failure ever fires (stage "first").
-    t.monitor.batch_flushed(&s, 1000, 1);
+    t.monitor
+        .batch_written(&s, &BatchWritten::new(1001, 1000, 1));
     let evs = t.eval().await;
     assert_eq!(only(&evs, k), vec![(OkS, Alarm, true)]);
     assert_eq!(evs[0].event.stage.as_deref(), Some("first"));
     // A few more at a low rate: nothing new.
     t.advance(min(5));
-    t.monitor.batch_flushed(&s, 1000, 2);
+    t.monitor
+        .batch_written(&s, &BatchWritten::new(1002, 1000, 2));
     assert!(only(&t.eval().await, k).is_empty());
     // A high rate: a new stage, notified.
-    t.monitor.batch_flushed(&s, 100, 500);
+    t.monitor
+        .batch_written(&s, &BatchWritten::new(600, 100, 500));
     let evs = t.eval().await;
     assert_eq!(only(&evs, k), vec![(Alarm, Alarm, true)]);
     assert_eq!(evs[0].event.stage.as_deref(), Some("rate"));
     // An hour and more later with no failures: OK.
     t.advance(min(70));
-    t.monitor.batch_flushed(&s, 1000, 0);
+    t.monitor
+        .batch_written(&s, &BatchWritten::new(1000, 1000, 0));
     assert_eq!(only(&t.eval().await, k), vec![(Alarm, OkS, true)]);
     // Later single failures do not fire again (only the first one ever does).
-    t.monitor.batch_flushed(&s, 1000, 1);
+    t.monitor
+        .batch_written(&s, &BatchWritten::new(1001, 1000, 1));
     assert!(only(&t.eval().await, k).is_empty());
     let act = t.store.source_activity(&s.id).await.unwrap();
     assert_eq!(act.failures_total, 504);
@@ -454,17 +456,12 @@ async fn retention_risk_when_uncollected_events_age() {
     let t = T::new(|_| {}).await;
     let k = AlarmKind::RetentionRisk;
     let old = Timestamp::now() - SignedDuration::from_hours(160 * 24);
-    let e = SpoolEvent {
-        event_id: "old".into(),
-        processed_at_ms: Some(old.as_millisecond()),
-        raw_json: "{}".into(),
-    };
     let ck = Checkpoint {
         max_processed_at_ms: Some(old.as_millisecond()),
         page_seq: 1,
         ..Checkpoint::default()
     };
-    t.store.commit_page(&t.source.id, &[e], &ck).await.unwrap();
+    t.store.save_checkpoint(&t.source.id, &ck).await.unwrap();
     let evs = t.eval().await;
     assert_eq!(only(&evs, k), vec![(OkS, Alarm, true)]);
     let msg = &evs
@@ -483,7 +480,6 @@ async fn retention_risk_when_uncollected_events_age() {
 async fn activity_and_health_report() {
     let t = T::new(|n| n.dropoff_alarm_minutes = Some(30)).await;
     t.data(&["a", "b", "c"]).await;
-    t.monitor.batch_flushed(&t.source().await, 3, 0);
     t.cycle(auth_error()).await;
     t.eval().await;
     let report =

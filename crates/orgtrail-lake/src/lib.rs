@@ -6,6 +6,7 @@
 //! log type lower-cased with `.` → `_` (`atlassian_audit`) and the hour that of `p_event_time` in UTC.
 
 pub mod arrow;
+mod batch;
 mod compact;
 mod ingest;
 mod query;
@@ -16,6 +17,7 @@ mod write;
 use jiff::SignedDuration;
 use orgtrail_schema::{Registry, Row, Schema, SchemaError};
 
+pub use batch::{BatchBuffer, BufferedKey, PENDING_SUFFIX, PendingWrite};
 pub use compact::CompactReport;
 pub use ingest::{BadLine, IngestOptions, IngestReport};
 pub use query::{PARTITION_COLUMNS, QueryEngine, expand_macros};

@@ -136,6 +136,44 @@ impl Location {
     }
 }
 
+impl Location {
+    /// Renames an object (local: `rename` then fsync of the directory; S3: copy, then delete). A
+    /// missing `from` is not an error: the rename happened before.
+    pub async fn rename(&self, from: &Path, to: &Path) -> Result<(), LakeError> {
+        match &self.local_root {
+            Some(_) => {
+                let (src, dst) = (
+                    PathBuf::from(format!("/{from}")),
+                    PathBuf::from(format!("/{to}")),
+                );
+                tokio::task::spawn_blocking(move || match std::fs::rename(&src, &dst) {
+                    Ok(()) => {
+                        let dir = dst.parent().unwrap_or(FsPath::new("/"));
+                        std::fs::File::open(dir)?.sync_all()
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(e),
+                })
+                .await
+                .map_err(|e| LakeError::Io(format!("rename task failed: {e}")))?
+                .map_err(|e| LakeError::Io(format!("cannot rename {from} to {to}: {e}")))
+            }
+            None => match self.store.rename(from, to).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(e.into()),
+            },
+        }
+    }
+
+    /// Deletes an object; a missing one is not an error.
+    pub async fn delete(&self, path: &Path) -> Result<(), LakeError> {
+        match self.store.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
 /// temp file → fsync → rename → fsync directory: the file appears whole or not at all, and stays.
 fn durable_write(path: &FsPath, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
@@ -204,6 +242,7 @@ pub async fn visible(
             let name = o.location.filename().unwrap_or("");
             !name.starts_with('.')
                 && !name.ends_with(MANIFEST_SUFFIX)
+                && !name.ends_with(crate::batch::PENDING_SUFFIX)
                 && !hidden.contains(&o.location)
         })
         .collect())

@@ -64,7 +64,7 @@ pub enum StateError {
         reason: String,
     },
 
-    /// The checkpoint passed to `commit_page` goes backwards.
+    /// The checkpoint passed to `commit_batch` or `save_checkpoint` goes backwards.
     #[error(
         "refusing to move the checkpoint of source {source_id} back from page {stored} to page {given}: another collector may be running for this source, or the engine lost its place; stop the other collector or reset the checkpoint"
     )]
@@ -74,15 +74,15 @@ pub enum StateError {
         given: i64,
     },
 
-    /// `mark_flushed` was called with an id that `claim_batch` never handed out (or that was pruned).
-    #[error("unknown batch id \"{0}\": it was never claimed or its rows were pruned")]
+    /// A batch call named a batch that `begin_batch` never recorded (or that was abandoned).
+    #[error("unknown lake batch \"{0}\": it was never begun or it was abandoned")]
     UnknownBatch(String),
 
-    /// Removing the source would drop events that are not in the lake yet.
+    /// Removing the source would leave a lake batch half done.
     #[error(
-        "source \"{name}\" still has {rows} spooled event(s) not flushed to the lake; let the collector flush them first, or remove with force to drop them"
+        "source \"{name}\" has {batches} lake batch(es) in progress or left by a crash; run `orgtrail run --once` to finish them first, or remove with force"
     )]
-    PendingData { name: String, rows: i64 },
+    PendingData { name: String, batches: i64 },
 
     /// A bad argument from the caller (a programming error in the engine or CLI).
     #[error("invalid argument: {0}")]

@@ -1,5 +1,5 @@
-//! orgtrail's state store: log sources, API-key references, checkpoints, the exactly-once spool
-//! (transactional outbox) and run history.
+//! orgtrail's state store: log sources, API-key references, checkpoints, the exactly-once lake
+//! batch journal (claimed event ids, batches and their files) and run history.
 //!
 //! [`StateStore`] is the backend-neutral interface; [`SqliteStore`] is the embedded default (one
 //! SQLite file in the data directory, mode 0600, WAL). See the crate README for the schema and the
@@ -21,12 +21,12 @@ pub use alarms::{
 pub use config::{SourceSpec, SyncReport, load_config, parse_config, parse_duration, sync_config};
 pub use error::{Result, StateError};
 pub use model::{
-    Batch, Checkpoint, CommitOutcome, DEFAULT_BASE_URL, DEFAULT_POLL_INTERVAL_SECS, KIND_ATLASSIAN,
-    KeyInput, KeyRef, MAX_DROPOFF_ALARM_MINUTES, MAX_POLL_INTERVAL_SECS, MIN_DROPOFF_ALARM_MINUTES,
-    NewSource, RunRecord, RunStatus, Source, SourceHealth, SourceUpdate, SpoolEvent, SpoolStats,
-    StoredCheckpoint, org_id_looks_valid,
+    Checkpoint, DEFAULT_BASE_URL, DEFAULT_POLL_INTERVAL_SECS, EventKey, KIND_ATLASSIAN, KeyInput,
+    KeyRef, MAX_DROPOFF_ALARM_MINUTES, MAX_POLL_INTERVAL_SECS, MIN_DROPOFF_ALARM_MINUTES,
+    NewSource, RunRecord, RunStatus, SeenStats, Source, SourceHealth, SourceUpdate,
+    StoredCheckpoint, UnfinishedBatch, org_id_looks_valid,
 };
 pub use secrecy::{ExposeSecret, SecretString};
 pub use secret::resolve_key;
-pub use sqlite::{RUNS_KEPT_PER_SOURCE, STATE_DB_FILE, SqliteStore};
+pub use sqlite::{RUNS_KEPT_PER_SOURCE, STATE_DB_FILE, SqliteStore, WriterLock};
 pub use store::StateStore;

@@ -89,6 +89,37 @@ CREATE TABLE source_health (
         name: "alarms, alarm history, source activity (health and alarms, issue 6)",
         sql: crate::alarms::MIGRATION_2,
     },
+    Migration {
+        version: 3,
+        name: "lake batch journal: seen ids + lake_batches replace the payload spool",
+        // Version 2 is reserved for the alarm tables. Events that version 1 spooled but had not
+        // flushed are not carried over (no release ever shipped version 1).
+        sql: r#"
+CREATE TABLE seen (
+    source_id TEXT NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
+    event_id  TEXT NOT NULL,
+    at_ms     INTEGER NOT NULL,
+    batch_id  TEXT NOT NULL,
+    PRIMARY KEY (source_id, event_id)
+) WITHOUT ROWID;
+INSERT INTO seen (source_id, event_id, at_ms, batch_id)
+    SELECT source_id, event_id, COALESCE(processed_at_ms, received_at_ms), COALESCE(batch_id, '')
+    FROM spool WHERE raw_json IS NULL;
+DROP TABLE spool;
+DROP TABLE batches;
+
+CREATE TABLE lake_batches (
+    batch_id        TEXT PRIMARY KEY,
+    source_id       TEXT NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
+    created_at_ms   INTEGER NOT NULL,
+    files           TEXT NOT NULL,
+    row_count       INTEGER,
+    committed_at_ms INTEGER,
+    finished_at_ms  INTEGER
+);
+CREATE INDEX lake_batches_unfinished ON lake_batches(source_id, created_at_ms) WHERE finished_at_ms IS NULL;
+"#,
+    },
 ];
 
 /// The newest schema version this build knows.

@@ -231,46 +231,33 @@ pub struct StoredCheckpoint {
     pub updated_at: Timestamp,
 }
 
-/// One event to spool.
+/// An event id to claim for a lake batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpoolEvent {
+pub struct EventKey {
     /// The Atlassian event `id` (unique per source).
     pub event_id: String,
-    /// `attributes.processedAt` in epoch milliseconds, when present.
+    /// `attributes.processedAt` in epoch milliseconds, when present (pruning of old ids).
     pub processed_at_ms: Option<i64>,
-    /// The raw event JSON as received.
-    pub raw_json: String,
 }
 
-/// What one `commit_page` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct CommitOutcome {
-    /// Events newly spooled.
-    pub inserted: u64,
-    /// Events already known (spooled, flushed, or repeated within the page): not spooled again.
-    pub duplicates: u64,
-}
-
-/// A batch of spooled events to write to the lake under file names derived from `batch_id`.
+/// A lake batch that a crash left unfinished (see [`crate::StateStore::begin_batch`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Batch {
+pub struct UnfinishedBatch {
     pub batch_id: String,
-    pub source_id: String,
-    /// In spool order (the order they were committed).
-    pub events: Vec<SpoolEvent>,
+    /// The lake files (final paths) the batch may have written, as `<path>.pending` until published.
+    pub files: Vec<String>,
+    /// Committed: its files are whole and must be published; otherwise they must be discarded and
+    /// the batch abandoned.
+    pub committed: bool,
 }
 
-/// Spool counters for the flusher's size/age trigger and for health.
+/// De-duplication and batch counters of a source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct SpoolStats {
-    /// Spooled events not yet assigned to a batch.
-    pub unbatched_rows: u64,
-    /// When the oldest unbatched event was spooled.
-    pub oldest_unbatched_received_at: Option<Timestamp>,
-    /// Claimed batches not yet marked flushed (0 or 1 in normal operation).
-    pub pending_batches: u64,
-    /// Events in those batches.
-    pub pending_batch_rows: u64,
+pub struct SeenStats {
+    /// Event ids remembered for de-duplication.
+    pub seen_ids: u64,
+    /// Lake batches begun but not finished (0 while idle; more only after a crash).
+    pub unfinished_batches: u64,
 }
 
 /// How a collection run ended.
@@ -324,9 +311,10 @@ pub struct SourceHealth {
     /// The last error and when it happened (kept after later successes: compare the times).
     pub last_error: Option<String>,
     pub last_error_at: Option<Timestamp>,
-    /// The last `commit_page` (ingest time, for the drop-off alarm), with or without new events.
+    /// The last checkpoint or batch commit (ingest time, for the drop-off alarm), with or without
+    /// new events.
     pub last_commit_at: Option<Timestamp>,
-    /// The last `commit_page` that spooled at least one new event.
+    /// The last batch commit that stored at least one new event.
     pub last_data_at: Option<Timestamp>,
 }
 

@@ -16,9 +16,9 @@ use sqlx::{Row, SqliteConnection};
 use crate::error::{Result, StateError};
 use crate::migrations::{MIGRATIONS, latest_version};
 use crate::model::{
-    Batch, Checkpoint, CommitOutcome, DEFAULT_BASE_URL, DEFAULT_POLL_INTERVAL_SECS, KIND_ATLASSIAN,
-    KeyInput, KeyRef, NewSource, RunRecord, RunStatus, Source, SourceHealth, SourceUpdate,
-    SpoolEvent, SpoolStats, StoredCheckpoint, name_key, validate_alarm, validate_base_url,
+    Checkpoint, DEFAULT_BASE_URL, DEFAULT_POLL_INTERVAL_SECS, EventKey, KIND_ATLASSIAN, KeyInput,
+    KeyRef, NewSource, RunRecord, RunStatus, SeenStats, Source, SourceHealth, SourceUpdate,
+    StoredCheckpoint, UnfinishedBatch, name_key, validate_alarm, validate_base_url,
     validate_key_input, validate_name, validate_org_id, validate_poll_interval,
 };
 use crate::store::StateStore;
@@ -120,18 +120,45 @@ fn source_from_row(row: &SqliteRow) -> Result<Source> {
     })
 }
 
-fn spool_event_from_row(row: &SqliteRow) -> Result<SpoolEvent> {
-    let event_id: String = get(row, "event_id")?;
-    let raw_json: Option<String> = get(row, "raw_json")?;
-    let raw_json = raw_json.ok_or_else(|| StateError::Corrupt {
-        what: "spool.raw_json".into(),
-        reason: format!("event {event_id} is in an unflushed batch but has no payload"),
-    })?;
-    Ok(SpoolEvent {
-        event_id,
-        processed_at_ms: get(row, "processed_at_ms")?,
-        raw_json,
-    })
+/// The exclusive right to write lake batches of one source, across processes (an advisory lock on
+/// a file beside the database, released when dropped or when the process dies).
+#[derive(Debug)]
+pub struct WriterLock {
+    _file: std::fs::File,
+}
+
+impl WriterLock {
+    fn acquire(dir: &Path, path: &Path) -> Result<WriterLock> {
+        let err = |e: std::io::Error| StateError::Open {
+            path: path.to_owned(),
+            reason: format!(
+                "cannot take the source's writer lock: {e}; check that the data directory is writable"
+            ),
+        };
+        std::fs::create_dir_all(dir).map_err(err)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(err)?;
+        file.lock().map_err(err)?;
+        Ok(WriterLock { _file: file })
+    }
+}
+
+/// A file-name-safe form of a source id.
+fn lock_name(source_id: &str) -> String {
+    source_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Creates the database file with mode 0600 (and its directory with 0700) if missing; tightens the
@@ -272,7 +299,13 @@ impl SqliteStore {
                 supported: latest_version(),
             });
         }
-        for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+        // Every migration not applied yet, in order: a database migrated to version 3 by a build
+        // without version 2 (the alarm tables) still gets version 2.
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(StateError::db("reading the applied migrations"))?;
+        for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
             sqlx::raw_sql(m.sql)
                 .execute(&mut *tx)
                 .await
@@ -328,15 +361,75 @@ impl SqliteStore {
         Ok(n > 0)
     }
 
-    async fn pending_rows(conn: &mut SqliteConnection, source_id: &str) -> Result<i64> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM spool WHERE source_id = ?1 AND raw_json IS NOT NULL",
+    async fn unfinished_count<'e, E: sqlx::SqliteExecutor<'e>>(
+        conn: E,
+        source_id: &str,
+    ) -> Result<i64> {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM lake_batches WHERE source_id = ?1 AND finished_at_ms IS NULL",
         )
         .bind(source_id)
         .fetch_one(conn)
         .await
-        .map_err(StateError::db("counting spooled events"))?;
-        Ok(n)
+        .map_err(StateError::db("counting unfinished lake batches"))
+    }
+
+    /// Upserts the checkpoint; refuses one whose `page_seq` goes back.
+    async fn write_checkpoint(
+        conn: &mut SqliteConnection,
+        source_id: &str,
+        checkpoint: &Checkpoint,
+    ) -> Result<()> {
+        let stored: Option<i64> =
+            sqlx::query_scalar("SELECT page_seq FROM checkpoints WHERE source_id = ?1")
+                .bind(source_id)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(StateError::db("reading a checkpoint"))?;
+        if let Some(stored) = stored
+            && checkpoint.page_seq < stored
+        {
+            return Err(StateError::StaleCheckpoint {
+                source_id: source_id.to_owned(),
+                stored,
+                given: checkpoint.page_seq,
+            });
+        }
+        let ids_json = serde_json::to_string(&checkpoint.ids_at_max)
+            .map_err(|e| StateError::InvalidArgument(format!("checkpoint ids: {e}")))?;
+        sqlx::query(
+            "INSERT INTO checkpoints (source_id, cursor, max_processed_at_ms, ids_at_max, page_seq, updated_at_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(source_id) DO UPDATE SET cursor = excluded.cursor, \
+             max_processed_at_ms = excluded.max_processed_at_ms, ids_at_max = excluded.ids_at_max, \
+             page_seq = excluded.page_seq, updated_at_ms = excluded.updated_at_ms",
+        )
+        .bind(source_id)
+        .bind(&checkpoint.cursor)
+        .bind(checkpoint.max_processed_at_ms)
+        .bind(ids_json)
+        .bind(checkpoint.page_seq)
+        .bind(now_ms())
+        .execute(conn)
+        .await
+        .map_err(StateError::db("advancing the checkpoint"))?;
+        Ok(())
+    }
+
+    /// Records a commit (and, with `data`, that new events arrived) for the drop-off alarm.
+    async fn touch_health(conn: &mut SqliteConnection, source_id: &str, data: bool) -> Result<()> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO source_health (source_id, last_commit_at_ms, last_data_at_ms) VALUES (?1, ?2, ?3) \
+             ON CONFLICT(source_id) DO UPDATE SET last_commit_at_ms = excluded.last_commit_at_ms, \
+             last_data_at_ms = COALESCE(excluded.last_data_at_ms, source_health.last_data_at_ms)",
+        )
+        .bind(source_id)
+        .bind(now)
+        .bind(data.then_some(now))
+        .execute(conn)
+        .await
+        .map_err(StateError::db("updating source health"))?;
+        Ok(())
     }
 
     async fn ensure_health_row(conn: &mut SqliteConnection, source_id: &str) -> Result<()> {
@@ -562,21 +655,21 @@ impl StateStore for SqliteStore {
         let source = Self::source_by_id(&mut tx, source_id)
             .await?
             .ok_or_else(|| StateError::SourceNotFound(source_id.to_owned()))?;
-        let pending = Self::pending_rows(&mut tx, source_id).await?;
+        let pending = Self::unfinished_count(&mut *tx, source_id).await?;
         if pending > 0 && !force {
             return Err(StateError::PendingData {
                 name: source.name,
-                rows: pending,
+                batches: pending,
             });
         }
         for (sql, ctx) in [
             (
-                "DELETE FROM spool WHERE source_id = ?1",
-                "removing a source's spool",
+                "DELETE FROM seen WHERE source_id = ?1",
+                "removing a source's seen ids",
             ),
             (
-                "DELETE FROM batches WHERE source_id = ?1",
-                "removing a source's batches",
+                "DELETE FROM lake_batches WHERE source_id = ?1",
+                "removing a source's lake batches",
             ),
             (
                 "DELETE FROM checkpoints WHERE source_id = ?1",
@@ -602,7 +695,7 @@ impl StateStore for SqliteStore {
             .await
             .map_err(StateError::db("committing a source removal"))?;
         if pending > 0 {
-            tracing::warn!(source = %source.name, rows = pending, "removed a source with unflushed events (forced)");
+            tracing::warn!(source = %source.name, batches = pending, "removed a source with unfinished lake batches (forced)");
         }
         Ok(())
     }
@@ -633,221 +726,217 @@ impl StateStore for SqliteStore {
         }))
     }
 
-    async fn commit_page(
+    async fn save_checkpoint(&self, source_id: &str, checkpoint: &Checkpoint) -> Result<()> {
+        let mut tx = self.begin("saving a checkpoint").await?;
+        Self::require_source(&mut tx, source_id).await?;
+        Self::write_checkpoint(&mut tx, source_id, checkpoint).await?;
+        Self::touch_health(&mut tx, source_id, false).await?;
+        tx.commit()
+            .await
+            .map_err(StateError::db("committing a checkpoint"))
+    }
+
+    async fn begin_batch(
         &self,
         source_id: &str,
-        events: &[SpoolEvent],
-        checkpoint: &Checkpoint,
-    ) -> Result<CommitOutcome> {
+        batch_id: &str,
+        events: &[EventKey],
+        files: &[String],
+    ) -> Result<Vec<String>> {
         if let Some(e) = events.iter().find(|e| e.event_id.is_empty()) {
             return Err(StateError::InvalidArgument(format!(
-                "commit_page for source {source_id}: an event has an empty id (processedAt {:?}); events without an id cannot be de-duplicated",
+                "begin_batch for source {source_id}: an event has an empty id (processedAt {:?}); events without an id cannot be de-duplicated",
                 e.processed_at_ms
             )));
         }
-        let ids_json = serde_json::to_string(&checkpoint.ids_at_max)
-            .map_err(|e| StateError::InvalidArgument(format!("checkpoint ids: {e}")))?;
         let now = now_ms();
-        let mut tx = self.begin("committing a page").await?;
+        let files_json = serde_json::to_string(files)
+            .map_err(|e| StateError::InvalidArgument(format!("batch files: {e}")))?;
+        // One statement claims every id: a JSON array of [id, time] pairs, expanded by SQLite.
+        let keys: Vec<(&str, i64)> = events
+            .iter()
+            .map(|e| (e.event_id.as_str(), e.processed_at_ms.unwrap_or(now)))
+            .collect();
+        let keys_json = serde_json::to_string(&keys)
+            .map_err(|e| StateError::InvalidArgument(format!("batch ids: {e}")))?;
+        let mut tx = self.begin("beginning a lake batch").await?;
         Self::require_source(&mut tx, source_id).await?;
-        let stored: Option<i64> =
-            sqlx::query_scalar("SELECT page_seq FROM checkpoints WHERE source_id = ?1")
-                .bind(source_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(StateError::db("reading a checkpoint"))?;
-        if let Some(stored) = stored
-            && checkpoint.page_seq < stored
-        {
-            return Err(StateError::StaleCheckpoint {
-                source_id: source_id.to_owned(),
-                stored,
-                given: checkpoint.page_seq,
-            });
-        }
-        let mut outcome = CommitOutcome::default();
-        for ev in events {
-            let n = sqlx::query(
-                "INSERT INTO spool (source_id, event_id, processed_at_ms, received_at_ms, raw_json) \
-                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(source_id, event_id) DO NOTHING",
-            )
-            .bind(source_id)
-            .bind(&ev.event_id)
-            .bind(ev.processed_at_ms)
-            .bind(now)
-            .bind(&ev.raw_json)
-            .execute(&mut *tx)
-            .await
-            .map_err(StateError::db("spooling an event"))?
-            .rows_affected();
-            if n == 1 {
-                outcome.inserted += 1;
-            } else {
-                outcome.duplicates += 1;
-            }
-        }
         sqlx::query(
-            "INSERT INTO checkpoints (source_id, cursor, max_processed_at_ms, ids_at_max, page_seq, updated_at_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(source_id) DO UPDATE SET cursor = excluded.cursor, \
-             max_processed_at_ms = excluded.max_processed_at_ms, ids_at_max = excluded.ids_at_max, \
-             page_seq = excluded.page_seq, updated_at_ms = excluded.updated_at_ms",
+            "INSERT INTO lake_batches (batch_id, source_id, created_at_ms, files) VALUES (?1, ?2, ?3, ?4)",
         )
-        .bind(source_id)
-        .bind(&checkpoint.cursor)
-        .bind(checkpoint.max_processed_at_ms)
-        .bind(ids_json)
-        .bind(checkpoint.page_seq)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(StateError::db("advancing the checkpoint"))?;
-        sqlx::query(
-            "INSERT INTO source_health (source_id, last_commit_at_ms, last_data_at_ms) VALUES (?1, ?2, ?3) \
-             ON CONFLICT(source_id) DO UPDATE SET last_commit_at_ms = excluded.last_commit_at_ms, \
-             last_data_at_ms = COALESCE(excluded.last_data_at_ms, source_health.last_data_at_ms)",
-        )
+        .bind(batch_id)
         .bind(source_id)
         .bind(now)
-        .bind((outcome.inserted > 0).then_some(now))
+        .bind(files_json)
         .execute(&mut *tx)
         .await
-        .map_err(StateError::db("updating source health"))?;
+        .map_err(StateError::db("recording a lake batch"))?;
+        let claimed: Vec<String> = sqlx::query_scalar(
+            "INSERT INTO seen (source_id, event_id, at_ms, batch_id) \
+             SELECT ?1, value ->> 0, value ->> 1, ?2 FROM json_each(?3) WHERE true \
+             ON CONFLICT (source_id, event_id) DO NOTHING RETURNING event_id",
+        )
+        .bind(source_id)
+        .bind(batch_id)
+        .bind(keys_json)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(StateError::db("claiming event ids"))?;
         tx.commit()
             .await
-            .map_err(StateError::db("committing a page"))?;
-        Ok(outcome)
+            .map_err(StateError::db("committing a batch start"))?;
+        // RETURNING gives no order guarantee: restore the order of `events`.
+        let claimed: std::collections::HashSet<String> = claimed.into_iter().collect();
+        let mut out = Vec::with_capacity(claimed.len());
+        let mut taken = std::collections::HashSet::with_capacity(claimed.len());
+        for e in events {
+            if claimed.contains(&e.event_id) && taken.insert(e.event_id.as_str()) {
+                out.push(e.event_id.clone());
+            }
+        }
+        Ok(out)
     }
 
-    async fn claim_batch(&self, source_id: &str, max_rows: usize) -> Result<Option<Batch>> {
-        if max_rows == 0 {
-            return Err(StateError::InvalidArgument(
-                "claim_batch: max_rows must be at least 1".into(),
-            ));
-        }
-        let limit = to_i64("max_rows", max_rows as u64)?;
-        let mut tx = self.begin("claiming a batch").await?;
-        let pending: Option<String> = sqlx::query_scalar(
-            "SELECT batch_id FROM batches WHERE source_id = ?1 AND flushed_at_ms IS NULL \
-             ORDER BY created_at_ms, rowid LIMIT 1",
+    async fn commit_batch(
+        &self,
+        batch_id: &str,
+        rows: u64,
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<()> {
+        let mut tx = self.begin("committing a lake batch").await?;
+        let source_id: Option<String> = sqlx::query_scalar(
+            "SELECT source_id FROM lake_batches WHERE batch_id = ?1 AND finished_at_ms IS NULL",
         )
-        .bind(source_id)
+        .bind(batch_id)
         .fetch_optional(&mut *tx)
         .await
-        .map_err(StateError::db("looking for a pending batch"))?;
-        let batch_id = match pending {
-            Some(id) => id,
-            None => {
-                let id = uuid::Uuid::new_v4().to_string();
-                sqlx::query("INSERT INTO batches (batch_id, source_id, created_at_ms, row_count) VALUES (?1, ?2, ?3, 0)")
-                    .bind(&id)
-                    .bind(source_id)
-                    .bind(now_ms())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StateError::db("recording a batch"))?;
-                let n = sqlx::query(
-                    "UPDATE spool SET batch_id = ?1 WHERE seq IN \
-                     (SELECT seq FROM spool WHERE source_id = ?2 AND batch_id IS NULL ORDER BY seq LIMIT ?3)",
-                )
-                .bind(&id)
-                .bind(source_id)
-                .bind(limit)
-                .execute(&mut *tx)
-                .await
-                .map_err(StateError::db("assigning events to a batch"))?
-                .rows_affected();
-                if n == 0 {
-                    // Nothing to flush: roll back the empty batch.
-                    tx.rollback()
-                        .await
-                        .map_err(StateError::db("rolling back an empty batch"))?;
-                    return Ok(None);
-                }
-                sqlx::query("UPDATE batches SET row_count = ?2 WHERE batch_id = ?1")
-                    .bind(&id)
-                    .bind(to_i64("row_count", n)?)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StateError::db("recording a batch"))?;
-                id
-            }
-        };
-        let rows = sqlx::query("SELECT event_id, processed_at_ms, raw_json FROM spool WHERE batch_id = ?1 ORDER BY seq")
-            .bind(&batch_id)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(StateError::db("reading a batch"))?;
-        let events = rows
-            .iter()
-            .map(spool_event_from_row)
-            .collect::<Result<Vec<_>>>()?;
+        .map_err(StateError::db("looking up a lake batch"))?;
+        let source_id = source_id.ok_or_else(|| StateError::UnknownBatch(batch_id.to_owned()))?;
+        sqlx::query(
+            "UPDATE lake_batches SET committed_at_ms = COALESCE(committed_at_ms, ?2), row_count = ?3 WHERE batch_id = ?1",
+        )
+        .bind(batch_id)
+        .bind(now_ms())
+        .bind(to_i64("rows", rows)?)
+        .execute(&mut *tx)
+        .await
+        .map_err(StateError::db("committing a lake batch"))?;
+        if let Some(c) = checkpoint {
+            Self::write_checkpoint(&mut tx, &source_id, c).await?;
+        }
+        Self::touch_health(&mut tx, &source_id, rows > 0).await?;
         tx.commit()
             .await
-            .map_err(StateError::db("committing a batch claim"))?;
-        Ok(Some(Batch {
-            batch_id,
-            source_id: source_id.to_owned(),
-            events,
-        }))
+            .map_err(StateError::db("committing a lake batch"))
     }
 
-    async fn mark_flushed(&self, batch_id: &str) -> Result<()> {
-        let mut tx = self.begin("marking a batch flushed").await?;
-        let exists: Option<Option<i64>> =
-            sqlx::query_scalar("SELECT flushed_at_ms FROM batches WHERE batch_id = ?1")
+    async fn finish_batch(&self, batch_id: &str) -> Result<()> {
+        let n = sqlx::query(
+            "UPDATE lake_batches SET finished_at_ms = COALESCE(finished_at_ms, ?2) \
+             WHERE batch_id = ?1 AND committed_at_ms IS NOT NULL",
+        )
+        .bind(batch_id)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(StateError::db("finishing a lake batch"))?
+        .rows_affected();
+        if n == 0 {
+            return Err(StateError::UnknownBatch(batch_id.to_owned()));
+        }
+        Ok(())
+    }
+
+    async fn unfinished_batches(&self, source_id: &str) -> Result<Vec<UnfinishedBatch>> {
+        let rows = sqlx::query(
+            "SELECT batch_id, files, committed_at_ms FROM lake_batches \
+             WHERE source_id = ?1 AND finished_at_ms IS NULL ORDER BY created_at_ms, rowid",
+        )
+        .bind(source_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StateError::db("listing unfinished lake batches"))?;
+        rows.iter()
+            .map(|row| {
+                let files: String = get(row, "files")?;
+                let committed: Option<i64> = get(row, "committed_at_ms")?;
+                Ok(UnfinishedBatch {
+                    batch_id: get(row, "batch_id")?,
+                    files: serde_json::from_str(&files).map_err(|e| StateError::Corrupt {
+                        what: "lake_batches.files".into(),
+                        reason: e.to_string(),
+                    })?,
+                    committed: committed.is_some(),
+                })
+            })
+            .collect()
+    }
+
+    async fn abandon_batch(&self, batch_id: &str) -> Result<()> {
+        let mut tx = self.begin("abandoning a lake batch").await?;
+        let committed: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT committed_at_ms FROM lake_batches WHERE batch_id = ?1")
                 .bind(batch_id)
                 .fetch_optional(&mut *tx)
                 .await
-                .map_err(StateError::db("looking up a batch"))?;
-        match exists {
+                .map_err(StateError::db("looking up a lake batch"))?;
+        match committed {
             None => return Err(StateError::UnknownBatch(batch_id.to_owned())),
-            Some(Some(_)) => return Ok(()),
+            Some(Some(_)) => {
+                return Err(StateError::InvalidArgument(format!(
+                    "lake batch {batch_id} is committed: publish its files, do not abandon it"
+                )));
+            }
             Some(None) => {}
         }
-        sqlx::query("UPDATE batches SET flushed_at_ms = ?2 WHERE batch_id = ?1")
-            .bind(batch_id)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await
-            .map_err(StateError::db("marking a batch flushed"))?;
-        sqlx::query("UPDATE spool SET raw_json = NULL WHERE batch_id = ?1")
-            .bind(batch_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(StateError::db("freeing flushed payloads"))?;
+        // No index on batch_id: a crash recovery is rare, a scan is fine.
+        for (sql, ctx) in [
+            (
+                "DELETE FROM seen WHERE batch_id = ?1",
+                "releasing a batch's ids",
+            ),
+            (
+                "DELETE FROM lake_batches WHERE batch_id = ?1",
+                "dropping a lake batch",
+            ),
+        ] {
+            sqlx::query(sql)
+                .bind(batch_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(StateError::db(ctx))?;
+        }
         tx.commit()
             .await
-            .map_err(StateError::db("committing a flushed batch"))
+            .map_err(StateError::db("committing a batch abandon"))
     }
 
-    async fn spool_stats(&self, source_id: &str) -> Result<SpoolStats> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n, MIN(received_at_ms) AS oldest FROM spool WHERE source_id = ?1 AND batch_id IS NULL",
-        )
-        .bind(source_id)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(StateError::db("reading spool stats"))?;
-        let brow = sqlx::query(
-            "SELECT COUNT(*) AS n, COALESCE(SUM(row_count), 0) AS rows FROM batches WHERE source_id = ?1 AND flushed_at_ms IS NULL",
-        )
-        .bind(source_id)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(StateError::db("reading batch stats"))?;
-        Ok(SpoolStats {
-            unbatched_rows: to_u64("spool count", get(&row, "n")?)?,
-            oldest_unbatched_received_at: opt_ts("spool.received_at_ms", get(&row, "oldest")?)?,
-            pending_batches: to_u64("batch count", get(&brow, "n")?)?,
-            pending_batch_rows: to_u64("batch rows", get(&brow, "rows")?)?,
+    async fn lock_writer(&self, source_id: &str) -> Result<WriterLock> {
+        let dir = self.path.with_file_name("locks");
+        let path = dir.join(format!("writer-{}.lock", lock_name(source_id)));
+        tokio::task::spawn_blocking(move || WriterLock::acquire(&dir, &path))
+            .await
+            .map_err(|_| StateError::Task("taking a source's writer lock"))?
+    }
+
+    async fn seen_stats(&self, source_id: &str) -> Result<SeenStats> {
+        let seen: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM seen WHERE source_id = ?1")
+            .bind(source_id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(StateError::db("counting seen ids"))?;
+        let unfinished = Self::unfinished_count(&self.pool, source_id).await?;
+        Ok(SeenStats {
+            seen_ids: to_u64("seen count", seen)?,
+            unfinished_batches: to_u64("batch count", unfinished)?,
         })
     }
 
     async fn prune_seen(&self, before_ms: i64) -> Result<u64> {
         let mut tx = self.begin("pruning seen event ids").await?;
         let n = sqlx::query(
-            "DELETE FROM spool WHERE raw_json IS NULL AND COALESCE(processed_at_ms, received_at_ms) < ?1 \
-             AND batch_id IN (SELECT batch_id FROM batches WHERE flushed_at_ms IS NOT NULL)",
+            "DELETE FROM seen WHERE at_ms < ?1 \
+             AND batch_id NOT IN (SELECT batch_id FROM lake_batches WHERE committed_at_ms IS NULL)",
         )
         .bind(before_ms)
         .execute(&mut *tx)
@@ -855,12 +944,12 @@ impl StateStore for SqliteStore {
         .map_err(StateError::db("pruning seen event ids"))?
         .rows_affected();
         sqlx::query(
-            "DELETE FROM batches WHERE flushed_at_ms IS NOT NULL \
-             AND NOT EXISTS (SELECT 1 FROM spool WHERE spool.batch_id = batches.batch_id)",
+            "DELETE FROM lake_batches WHERE finished_at_ms IS NOT NULL AND finished_at_ms < ?1",
         )
+        .bind(before_ms)
         .execute(&mut *tx)
         .await
-        .map_err(StateError::db("pruning flushed batches"))?;
+        .map_err(StateError::db("pruning finished lake batches"))?;
         tx.commit()
             .await
             .map_err(StateError::db("committing a prune"))?;

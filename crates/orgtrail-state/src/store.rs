@@ -4,11 +4,12 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::model::{
-    Batch, Checkpoint, CommitOutcome, NewSource, RunRecord, Source, SourceHealth, SourceUpdate,
-    SpoolEvent, SpoolStats, StoredCheckpoint,
+    Checkpoint, EventKey, NewSource, RunRecord, SeenStats, Source, SourceHealth, SourceUpdate,
+    StoredCheckpoint, UnfinishedBatch,
 };
+use crate::sqlite::WriterLock;
 
-/// The collector's state: sources, checkpoints, the exactly-once spool (outbox), run history.
+/// The collector's state: sources, checkpoints, the exactly-once lake batch journal, run history.
 ///
 /// Implemented by [`crate::SqliteStore`] (embedded default). A Postgres backend (several replicas,
 /// lease per source, commits fenced on the lease) implements the same trait later. The trait is
@@ -37,34 +38,62 @@ pub trait StateStore: crate::alarms::AlarmStore + Send + Sync {
     async fn update_source(&self, source_id: &str, update: SourceUpdate) -> Result<Source>;
     /// Pauses (`true`) or resumes (`false`) a source.
     async fn set_paused(&self, source_id: &str, paused: bool) -> Result<Source>;
-    /// Removes a source with its checkpoint, spool, batches, run history and health (data already in
-    /// the lake stays). Refuses with [`crate::StateError::PendingData`] while events are spooled but
-    /// not flushed, unless `force`.
+    /// Removes a source with its checkpoint, seen ids, batches, run history and health (data already
+    /// in the lake stays). Refuses with [`crate::StateError::PendingData`] while a lake batch of the
+    /// source is unfinished, unless `force`.
     async fn remove_source(&self, source_id: &str, force: bool) -> Result<()>;
 
-    // ----- checkpoint + spool (exactly-once) -----
+    // ----- checkpoint + lake batches (exactly-once) -----
+    //
+    // A writer (the daemon's cycle or a backfill) buffers a source's events in memory, then writes
+    // them to the lake as one batch, holding the source's [`StateStore::lock_writer`] lock:
+    // 1. [`StateStore::begin_batch`] records the batch with the files it may write and claims its
+    //    event ids (an id claimed before is a duplicate and is left out of the files);
+    // 2. the files are written as `<path>.pending` (invisible to readers);
+    // 3. [`StateStore::commit_batch`] marks the batch committed and advances the checkpoint;
+    // 4. the files are renamed to their final paths, then [`StateStore::finish_batch`].
+    // After a crash, the next writer of the source (holding the lock) publishes the files of
+    // committed batches and deletes those of uncommitted ones, then abandons them (releasing their
+    // ids), see [`StateStore::unfinished_batches`]. The cursor only moves past events whose files
+    // are whole, and an id is in at most one committed batch: every event lands exactly once.
 
-    /// The source's checkpoint, or `None` before its first committed page.
+    /// The source's checkpoint, or `None` before its first commit.
     async fn checkpoint(&self, source_id: &str) -> Result<Option<StoredCheckpoint>>;
-    /// In ONE transaction: spools `events` (a replayed `(source, event_id)` is a no-op, also after it
-    /// was flushed, until pruned) and sets the checkpoint. Either both happen or neither.
-    async fn commit_page(
+    /// Sets the checkpoint without a batch (a cycle that brought no new event, a cursor reset).
+    /// Refuses with [`crate::StateError::StaleCheckpoint`] when `page_seq` goes back.
+    async fn save_checkpoint(&self, source_id: &str, checkpoint: &Checkpoint) -> Result<()>;
+    /// Step 1, in ONE transaction: records batch `batch_id` of the source with the lake `files` it
+    /// may write, and claims the ids of `events`. Returns the ids it claimed, in `events` order:
+    /// an id claimed by any earlier batch, or repeated in `events`, is not returned again.
+    async fn begin_batch(
         &self,
         source_id: &str,
-        events: &[SpoolEvent],
-        checkpoint: &Checkpoint,
-    ) -> Result<CommitOutcome>;
-    /// Returns the oldest claimed-but-unflushed batch of the source if there is one (the same id and
-    /// rows as when first claimed), else moves up to `max_rows` unbatched events into a new batch,
-    /// recorded durably before it is returned. `None` when there is nothing to flush.
-    async fn claim_batch(&self, source_id: &str, max_rows: usize) -> Result<Option<Batch>>;
-    /// Marks a claimed batch as written to the lake and frees its raw payloads (the event ids stay for
-    /// de-duplication). Idempotent.
-    async fn mark_flushed(&self, batch_id: &str) -> Result<()>;
-    /// Spool counters of one source.
-    async fn spool_stats(&self, source_id: &str) -> Result<SpoolStats>;
-    /// Forgets the ids of flushed events whose `processedAt` (or, without one, spool time) is before
-    /// `before_ms`, across all sources. Unflushed events are never pruned. Returns the rows removed.
+        batch_id: &str,
+        events: &[EventKey],
+        files: &[String],
+    ) -> Result<Vec<String>>;
+    /// Step 3, in ONE transaction: marks the batch committed (its `.pending` files are whole) with
+    /// its row count and, when given, sets the source's checkpoint (which must not go back).
+    async fn commit_batch(
+        &self,
+        batch_id: &str,
+        rows: u64,
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<()>;
+    /// Step 4: the batch's files were published. Idempotent.
+    async fn finish_batch(&self, batch_id: &str) -> Result<()>;
+    /// The batches of a source begun but not finished, oldest first.
+    async fn unfinished_batches(&self, source_id: &str) -> Result<Vec<UnfinishedBatch>>;
+    /// Drops an uncommitted batch and releases its claimed ids (delete its `.pending` files first).
+    /// Refuses a committed batch.
+    async fn abandon_batch(&self, batch_id: &str) -> Result<()>;
+    /// Waits for, then holds, the exclusive right to write lake batches of the source, across
+    /// processes (the daemon and a backfill of the same source take turns per batch).
+    async fn lock_writer(&self, source_id: &str) -> Result<WriterLock>;
+    /// Counters of a source's seen ids and unfinished batches.
+    async fn seen_stats(&self, source_id: &str) -> Result<SeenStats>;
+    /// Forgets the ids of committed events whose `processedAt` (or, without one, claim time) is
+    /// before `before_ms`, across all sources. Returns the ids removed.
     async fn prune_seen(&self, before_ms: i64) -> Result<u64>;
 
     // ----- runs and health -----

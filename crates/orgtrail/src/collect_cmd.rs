@@ -74,7 +74,7 @@ Examples:\n  orgtrail source add\n  orgtrail source add --name \"My Atlassian Ev
     },
     /// List sources with their state
     List,
-    /// Show one source: settings (never the key), checkpoint, spool, health, recent runs
+    /// Show one source: settings (never the key), checkpoint, de-duplication state, health, recent runs
     Show { name: String },
     /// Check a source's credentials against the API
     Verify { name: String },
@@ -350,7 +350,7 @@ pub fn source(cmd: SourceCommand, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                 let s = store.get_source(&name).await?;
                 let h = store.source_health(&s.id).await?;
                 let c = store.checkpoint(&s.id).await?;
-                let spool = store.spool_stats(&s.id).await?;
+                let seen = store.seen_stats(&s.id).await?;
                 println!("name:            {}\nid:              {}\norganization:    {}\nbase URL:        {}\nAPI key:         {}", s.name, s.id, s.org_id, s.base_url, s.key_ref);
                 println!("key expires:     {}", s.key_expires_at.map_or("unknown".into(), |t| t.to_string()));
                 println!("drop-off alarm:  {}", s.dropoff_alarm_minutes.map_or("none".into(), |m| format!("{m} minutes")));
@@ -369,7 +369,7 @@ pub fn source(cmd: SourceCommand, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                     ),
                     None => println!("checkpoint:      none (first collection pending)"),
                 }
-                println!("spool:           {} event(s) waiting, {} batch(es) pending", spool.unbatched_rows, spool.pending_batches);
+                println!("de-duplication:  {} event id(s) remembered, {} lake batch(es) unfinished", seen.seen_ids, seen.unfinished_batches);
                 for r in store.recent_runs(&s.id, 5).await? {
                     println!("run {} → {}: {} ({} pages, {} new events){}", r.started_at, r.ended_at, r.status.as_str(), r.pages, r.events, r.error.map(|e| format!(": {e}")).unwrap_or_default());
                 }

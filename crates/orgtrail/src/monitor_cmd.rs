@@ -287,10 +287,12 @@ fn print_report(r: &SourceHealthReport) {
                 jiff::SignedDuration::from_mins(i64::from(m))
             ))
     );
-    println!(
-        "spool:                {} event(s) waiting for the lake",
-        r.spool.waiting
-    );
+    if r.unfinished_lake_batches > 0 {
+        println!(
+            "lake batches:         {} unfinished (the collector's next cycle finishes them)",
+            r.unfinished_lake_batches
+        );
+    }
     if r.alarms.is_empty() {
         println!("alarms:               not evaluated yet (they are while `orgtrail run` runs)");
     } else {

@@ -1,0 +1,271 @@
+//! A collector's lake batch: rows buffered in Arrow (compact, grouped by event hour) while pages
+//! arrive, then written as `<file>.parquet.pending` objects (invisible to readers), then published
+//! by renaming them to their final names. The state store decides which buffered events a batch
+//! may keep (their ids were not stored before) and records the batch's files, so a crash between
+//! the steps is finished or undone by the next writer (see `orgtrail-state`).
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use ::arrow::array::BooleanArray;
+use ::arrow::compute::filter_record_batch;
+use ::arrow::datatypes::SchemaRef;
+use ::arrow::record_batch::RecordBatch;
+use object_store::path::Path;
+use orgtrail_schema::{Row, Schema};
+
+use crate::arrow::{rows_to_batch, table_schema};
+use crate::store::Location;
+use crate::write::{
+    self, Encoded, FAILURES_TABLE, FailureRecord, WrittenFile, check_batch_id, encode_batches,
+    file_path, hour_partition, parallel_map,
+};
+use crate::{Lake, LakeError};
+
+/// Suffix of a batch file written but not yet published.
+pub const PENDING_SUFFIX: &str = ".pending";
+
+/// One buffered event's key: its id and `processedAt` (epoch ms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BufferedKey {
+    pub event_id: String,
+    pub processed_at_ms: Option<i64>,
+}
+
+/// One page's rows of one hour, with the key index of each row.
+type Part = (RecordBatch, Vec<u32>);
+
+/// Rows of one log type and classification failures, buffered for one lake batch.
+#[derive(Debug)]
+pub struct BatchBuffer {
+    schema: Arc<Schema>,
+    arrow: SchemaRef,
+    /// Event keys, in arrival order; rows and failures refer to them by index.
+    keys: Vec<BufferedKey>,
+    /// Per event hour: record batches (one per page) with the key index of each row.
+    rows: BTreeMap<String, Vec<Part>>,
+    failures: Vec<(u32, FailureRecord)>,
+    row_count: usize,
+    memory: usize,
+}
+
+/// What [`Lake::write_pending`] wrote.
+#[derive(Debug, Clone, Default)]
+pub struct PendingWrite {
+    pub rows: u64,
+    pub failures: u64,
+    pub files: Vec<WrittenFile>,
+}
+
+impl BatchBuffer {
+    pub fn new(schema: Arc<Schema>) -> Self {
+        let arrow = table_schema(&schema);
+        BatchBuffer {
+            schema,
+            arrow,
+            keys: Vec::new(),
+            rows: BTreeMap::new(),
+            failures: Vec::new(),
+            row_count: 0,
+            memory: 0,
+        }
+    }
+
+    /// Adds one page's normalized rows and classification failures (converted to Arrow now, so the
+    /// rows' memory is freed at once).
+    pub fn push_page(
+        &mut self,
+        rows: Vec<(BufferedKey, Row<'_>)>,
+        failures: Vec<(BufferedKey, FailureRecord)>,
+    ) -> Result<(), LakeError> {
+        let mut by_hour: BTreeMap<String, Vec<(u32, &Row<'_>)>> = BTreeMap::new();
+        let base = self.keys.len();
+        let mut row_refs = Vec::with_capacity(rows.len());
+        for (key, row) in &rows {
+            let idx = self.index(base + row_refs.len())?;
+            row_refs.push(idx);
+            self.memory += key.event_id.len() + std::mem::size_of::<BufferedKey>();
+            by_hour
+                .entry(hour_partition(row.event_time))
+                .or_default()
+                .push((idx, row));
+        }
+        for (hour, group) in by_hour {
+            let refs: Vec<&Row<'_>> = group.iter().map(|(_, r)| *r).collect();
+            let batch = rows_to_batch(&self.schema, &self.arrow, &refs)?;
+            self.memory += batch.get_array_memory_size();
+            self.row_count += refs.len();
+            self.rows
+                .entry(hour)
+                .or_default()
+                .push((batch, group.iter().map(|(i, _)| *i).collect()));
+        }
+        self.keys.extend(rows.into_iter().map(|(k, _)| k));
+        for (key, failure) in failures {
+            let idx = self.index(self.keys.len())?;
+            self.memory += key.event_id.len() + failure.failure.payload.len() + 256;
+            self.keys.push(key);
+            self.failures.push((idx, failure));
+        }
+        Ok(())
+    }
+
+    fn index(&self, i: usize) -> Result<u32, LakeError> {
+        u32::try_from(i)
+            .map_err(|_| LakeError::Io("a lake batch cannot hold more than 2^32 events".into()))
+    }
+
+    /// Every buffered event (rows and failures), in arrival order.
+    pub fn keys(&self) -> &[BufferedKey] {
+        &self.keys
+    }
+
+    /// Buffered events.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Approximate memory held, in bytes.
+    pub fn memory_size(&self) -> usize {
+        self.memory
+    }
+
+    /// The final paths of every file this batch may write (a superset: hours whose events all
+    /// turn out to be duplicates write nothing).
+    pub fn files(&self, location: &Location, batch_id: &str) -> Result<Vec<String>, LakeError> {
+        check_batch_id(batch_id)?;
+        let table = self.schema.table_name();
+        let mut out: Vec<String> = self
+            .rows
+            .keys()
+            .map(|hour| file_path(location, &table, hour, batch_id).to_string())
+            .collect();
+        let failure_hours: std::collections::BTreeSet<String> = self
+            .failures
+            .iter()
+            .map(|(_, f)| hour_partition(f.parse_time))
+            .collect();
+        out.extend(
+            failure_hours
+                .iter()
+                .map(|hour| file_path(location, FAILURES_TABLE, hour, batch_id).to_string()),
+        );
+        Ok(out)
+    }
+
+    /// Encodes the buffered events whose ids are in `keep`, one file per table and hour. CPU only.
+    fn encode(
+        self,
+        location: &Location,
+        batch_id: &str,
+        keep: &HashSet<String>,
+    ) -> Result<(Encoded, u64, u64), LakeError> {
+        let kept = |i: &u32| {
+            self.keys
+                .get(*i as usize)
+                .is_some_and(|k| keep.contains(&k.event_id))
+        };
+        let table = self.schema.table_name();
+        let groups: Vec<(&String, &Vec<Part>)> = self.rows.iter().collect();
+        let encode_hour = |(hour, parts): &(&String, &Vec<Part>)| {
+            let mut batches = Vec::with_capacity(parts.len());
+            for (batch, idx) in parts.iter() {
+                if idx.iter().all(kept) {
+                    batches.push(batch.clone());
+                } else {
+                    let mask: BooleanArray = idx.iter().map(|i| Some(kept(i))).collect();
+                    let filtered = filter_record_batch(batch, &mask)?;
+                    if filtered.num_rows() > 0 {
+                        batches.push(filtered);
+                    }
+                }
+            }
+            let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+            if rows == 0 {
+                return Ok(None);
+            }
+            let bytes = encode_batches(&batches, &self.schema.name)?;
+            Ok(Some((
+                file_path(location, &table, hour, batch_id),
+                bytes,
+                rows,
+            )))
+        };
+        let mut files: Encoded = parallel_map(&groups, encode_hour)?
+            .into_iter()
+            .flatten()
+            .collect();
+        let row_count = files.iter().map(|(_, _, n)| *n as u64).sum();
+        let failures: Vec<FailureRecord> = self
+            .failures
+            .into_iter()
+            .filter(|(i, _)| kept(i))
+            .map(|(_, f)| f)
+            .collect();
+        let failure_count = failures.len() as u64;
+        if !failures.is_empty() {
+            files.extend(write::encode_failures(location, batch_id, &failures)?);
+        }
+        Ok((files, row_count, failure_count))
+    }
+}
+
+fn pending_path(path: &Path) -> Path {
+    Path::from(format!("{path}{PENDING_SUFFIX}"))
+}
+
+impl Lake {
+    /// Writes the buffered events whose ids are in `keep` as `<file>.parquet.pending` objects,
+    /// named after `batch_id` (the paths [`BatchBuffer::files`] listed). Readers do not see them
+    /// until [`Lake::publish`].
+    pub async fn write_pending(
+        &self,
+        buffer: BatchBuffer,
+        batch_id: &str,
+        keep: HashSet<String>,
+    ) -> Result<PendingWrite, LakeError> {
+        let location = self.location.clone();
+        let id = batch_id.to_owned();
+        let (files, rows, failures) =
+            tokio::task::spawn_blocking(move || buffer.encode(&location, &id, &keep))
+                .await
+                .map_err(|e| LakeError::Io(format!("encoding task failed: {e}")))??;
+        let pending: Encoded = files
+            .into_iter()
+            .map(|(path, bytes, n)| (pending_path(&path), bytes, n))
+            .collect();
+        let mut written = write::store(&self.location, pending).await?;
+        for f in &mut written {
+            f.path.truncate(f.path.len() - PENDING_SUFFIX.len());
+        }
+        Ok(PendingWrite {
+            rows,
+            failures,
+            files: written,
+        })
+    }
+
+    /// Renames each `<file>.pending` to `<file>` (on S3 a server-side copy, then a delete). A file
+    /// without its pending object was published before (or never written): skipped. Idempotent.
+    pub async fn publish(&self, files: &[String]) -> Result<(), LakeError> {
+        for f in files {
+            let path = Path::from(f.as_str());
+            self.location.rename(&pending_path(&path), &path).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes each `<file>.pending` (a batch that was never committed). Idempotent.
+    pub async fn discard(&self, files: &[String]) -> Result<(), LakeError> {
+        for f in files {
+            self.location
+                .delete(&pending_path(&Path::from(f.as_str())))
+                .await?;
+        }
+        Ok(())
+    }
+}
