@@ -28,6 +28,28 @@ use orgtrail_state::{
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
+// Health, alarms, notifications and metrics (issue 6): new modules, hooked into the collector by
+// the `observer` field only (the lines marked `// hook`).
+mod alarms;
+mod clock;
+mod health;
+pub mod metrics;
+mod monitor;
+mod notify;
+mod observe;
+
+pub use alarms::Rules;
+pub use clock::{ManualClock, ScaledClock, SystemWallClock, WallClock};
+pub use health::{
+    AlarmHistoryEntry, AlarmView, HealthStatus, SourceHealthReport, alarm_history, health_reports,
+    list_alarms, source_health_report,
+};
+pub use monitor::{Monitor, MonitorConfig, TransitionSink};
+pub use notify::{
+    Destination, Notifier, NotifyConfig, REPLAY_WINDOW, notification_payload, slack_payload,
+};
+pub use observe::{BatchWritten, CollectObserver, NoObserver};
+
 /// The retention of the Atlassian audit log: older events cannot be collected.
 pub const RETENTION: SignedDuration = SignedDuration::from_hours(180 * 24);
 
@@ -109,6 +131,8 @@ pub struct Engine {
     config: EngineConfig,
     /// When `prune_seen` last ran (shared by the clones of the engine).
     last_prune: Arc<std::sync::Mutex<Option<Timestamp>>>,
+    /// Health, alarms and metrics hooks (observe.rs); a no-op unless `with_observer`.
+    observer: Arc<dyn observe::CollectObserver>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -162,6 +186,7 @@ impl Engine {
             schema,
             config,
             last_prune: Arc::default(),
+            observer: Arc::new(observe::NoObserver),
         }
     }
 
@@ -191,6 +216,7 @@ impl Engine {
             self.prune_seen_daily().await?;
         }
         let ended = Timestamp::now();
+        self.observer.cycle_finished(source, &result); // hook: health/alarms/metrics
         let (status, error, report) = match &result {
             Ok(r) => (RunStatus::Success, None, r.clone()),
             Err(EngineError::Cancelled) => (RunStatus::Cancelled, None, CycleReport::default()),
@@ -406,6 +432,7 @@ impl Engine {
                 };
                 report.pages += 1;
                 report.received += page.events.len() as u64;
+                self.observer.page_received(w.source, &page.events); // hook: health/alarms/metrics
                 let mut fresh = Vec::with_capacity(page.events.len());
                 for e in page.events {
                     let id = event_id(&e);
@@ -535,6 +562,10 @@ impl Engine {
         self.store.finish_batch(&batch_id).await?;
         report.rows_written += written.rows;
         report.failures_written += written.failures;
+        self.observer.batch_written(
+            source,
+            &observe::BatchWritten::new(keys.len(), written.rows, written.failures),
+        ); // hook: health/alarms/metrics
         Ok(())
     }
 

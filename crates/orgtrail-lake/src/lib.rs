@@ -11,6 +11,7 @@ mod compact;
 mod ingest;
 mod query;
 mod store;
+mod system_errors;
 mod write;
 
 use jiff::SignedDuration;
@@ -21,6 +22,7 @@ pub use compact::CompactReport;
 pub use ingest::{BadLine, IngestOptions, IngestReport};
 pub use query::{PARTITION_COLUMNS, QueryEngine, expand_macros};
 pub use store::Location;
+pub use system_errors::{SYSTEM_ERRORS_TABLE, SystemErrorRecord, system_errors_schema};
 pub use write::{
     FAILURES_TABLE, FailureRecord, WrittenFile, check_batch_id, hour_partition, new_batch_id,
 };
@@ -86,7 +88,19 @@ impl Lake {
         write::store(&self.location, files).await
     }
 
-    /// A SQL session over every log type of `registry` and `classification_failures`.
+    /// Writes alarm transitions to the `system_errors` table, one file per hour named after
+    /// `batch_id` (writing the same batch again replaces the same files).
+    pub async fn write_system_errors(
+        &self,
+        batch_id: &str,
+        records: &[SystemErrorRecord],
+    ) -> Result<Vec<WrittenFile>, LakeError> {
+        let files = system_errors::encode_system_errors(&self.location, batch_id, records)?;
+        write::store(&self.location, files).await
+    }
+
+    /// A SQL session over every log type of `registry`, `classification_failures` and
+    /// `system_errors`.
     pub fn query_engine(&self, registry: &Registry) -> Result<QueryEngine, LakeError> {
         QueryEngine::new(&self.location, registry)
     }
@@ -112,6 +126,12 @@ impl Lake {
             schema: write::failures_schema(),
             time_col: "p_parse_time",
             log_type: FAILURES_TABLE.to_owned(),
+        });
+        tables.push(compact::CompactTable {
+            table: SYSTEM_ERRORS_TABLE.to_owned(),
+            schema: system_errors_schema(),
+            time_col: "p_event_time",
+            log_type: SYSTEM_ERRORS_TABLE.to_owned(),
         });
         compact::compact(&self.location, &tables, older_than).await
     }

@@ -82,6 +82,13 @@ impl QueryEngine {
             failures_schema(),
             "p_parse_time",
         )?;
+        register(
+            &ctx,
+            location,
+            crate::SYSTEM_ERRORS_TABLE,
+            crate::system_errors_schema(),
+            "p_event_time",
+        )?;
         Ok(QueryEngine { ctx })
     }
 

@@ -5,6 +5,7 @@
 //! SQLite file in the data directory, mode 0600, WAL). See the crate README for the schema and the
 //! exactly-once contract the engine relies on.
 
+mod alarms;
 mod config;
 mod error;
 mod migrations;
@@ -13,6 +14,10 @@ mod secret;
 mod sqlite;
 mod store;
 
+pub use alarms::{
+    ACTIVITY_BUCKET_MS, ActivityDelta, ActivityWindow, AlarmEvent, AlarmKind, AlarmRecord,
+    AlarmState, AlarmStore, NewAlarmEvent, SourceActivity,
+};
 pub use config::{SourceSpec, SyncReport, load_config, parse_config, parse_duration, sync_config};
 pub use error::{Result, StateError};
 pub use model::{

@@ -85,6 +85,11 @@ CREATE TABLE source_health (
 "#,
     },
     Migration {
+        version: 2,
+        name: "alarms, alarm history, source activity (health and alarms, issue 6)",
+        sql: crate::alarms::MIGRATION_2,
+    },
+    Migration {
         version: 3,
         name: "lake batch journal: seen ids + lake_batches replace the payload spool",
         // Version 2 is reserved for the alarm tables. Events that version 1 spooled but had not

@@ -301,7 +301,13 @@ impl SqliteStore {
                 supported: latest_version(),
             });
         }
-        for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+        // Every migration not applied yet, in order: a database migrated to version 3 by a build
+        // without version 2 (the alarm tables) still gets version 2.
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(StateError::db("reading the applied migrations"))?;
+        for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
             sqlx::raw_sql(m.sql)
                 .execute(&mut *tx)
                 .await
@@ -1109,5 +1115,20 @@ impl StateStore for SqliteStore {
                 get(&row, "last_data_at_ms")?,
             )?,
         })
+    }
+}
+
+// ----- access for the alarm store (src/alarms.rs, schema version 2) -----
+
+impl SqliteStore {
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub(crate) async fn begin_write(
+        &self,
+        context: &'static str,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        self.begin(context).await
     }
 }

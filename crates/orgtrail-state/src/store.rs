@@ -18,7 +18,7 @@ use crate::sqlite::WriterLock;
 /// Sources are addressed by id in every method except [`StateStore::get_source`] and
 /// [`StateStore::find_source`], which also accept a name (case-insensitive).
 #[async_trait]
-pub trait StateStore: Send + Sync {
+pub trait StateStore: crate::alarms::AlarmStore + Send + Sync {
     // ----- sources -----
 
     /// Adds a source. Errors with [`crate::StateError::DuplicateName`] when the name (case-insensitive)

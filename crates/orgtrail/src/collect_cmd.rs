@@ -41,7 +41,7 @@ pub struct SettingsArgs {
     /// When the API key expires (YYYY-MM-DD or RFC 3339): orgtrail warns ahead of it
     #[arg(long, value_name = "DATE")]
     key_expires: Option<String>,
-    /// Alarm when no events arrive for this long (15m to 30d), e.g. 24h
+    /// Alarm when no events arrive for this long (15m to 30d), e.g. 24h; `off` (edit) turns it off
     #[arg(long, value_name = "DURATION")]
     dropoff_alarm: Option<String>,
     /// How often to poll (default 60s)
@@ -78,6 +78,13 @@ Examples:\n  orgtrail source add\n  orgtrail source add --name \"My Atlassian Ev
     Show { name: String },
     /// Check a source's credentials against the API
     Verify { name: String },
+    /// A source's health: status and why, last event, lag, volumes, errors, alarms, key expiry (exit 1 when unhealthy)
+    Health {
+        name: String,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Change a source: rename it, rotate its API key, change its URL, expiry, alarm or poll interval
     Edit {
         name: String,
@@ -118,6 +125,8 @@ pub struct RunArgs {
     /// answers 429 beyond ~50 requests a minute)
     #[arg(long)]
     no_rate_limit: bool,
+    #[command(flatten)]
+    monitoring: crate::monitor_cmd::MonitorArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -181,9 +190,19 @@ fn alarm_minutes(s: &str) -> anyhow::Result<u32> {
     let d = parse_when_duration(s, "drop-off alarm")?;
     let m = d.as_secs() / 60;
     if !(15..=43_200).contains(&m) {
-        bail!("drop-off alarm {s:?} must be between 15 minutes and 30 days (43,200 minutes)");
+        bail!(
+            "drop-off alarm {s:?} must be between 15 minutes and 30 days (43,200 minutes), e.g. --dropoff-alarm 24h"
+        );
     }
     Ok(m as u32)
+}
+
+/// `--dropoff-alarm` of `source edit`: a duration, or `off` to turn the alarm off.
+fn alarm_setting(s: &str) -> anyhow::Result<Option<u32>> {
+    match s.trim() {
+        "off" | "none" => Ok(None),
+        _ => alarm_minutes(s).map(Some),
+    }
 }
 
 fn poll_secs(s: &str) -> anyhow::Result<u32> {
@@ -355,6 +374,9 @@ pub fn source(cmd: SourceCommand, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                     println!("run {} → {}: {} ({} pages, {} new events){}", r.started_at, r.ended_at, r.status.as_str(), r.pages, r.events, r.error.map(|e| format!(": {e}")).unwrap_or_default());
                 }
             }
+            SourceCommand::Health { name, json } => {
+                return crate::monitor_cmd::source_health(store.as_ref(), &name, json).await;
+            }
             SourceCommand::Verify { name } => {
                 let s = store.get_source(&name).await?;
                 let key = ApiKey::new(orgtrail_state::resolve_key(&s)?.expose_secret());
@@ -374,7 +396,7 @@ pub fn source(cmd: SourceCommand, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                     base_url,
                     key,
                     key_expires_at: key_expires.as_deref().map(|d| parse_date(d).map(Some)).transpose()?,
-                    dropoff_alarm_minutes: dropoff_alarm.as_deref().map(|d| alarm_minutes(d).map(Some)).transpose()?,
+                    dropoff_alarm_minutes: dropoff_alarm.as_deref().map(alarm_setting).transpose()?,
                     poll_interval_secs: poll_interval.as_deref().map(poll_secs).transpose()?,
                     config_managed: None,
                 };
@@ -499,6 +521,7 @@ async fn run_sources(
     once: bool,
     cancel: CancellationToken,
     make_client: fn(&str) -> anyhow::Result<Client>,
+    monitoring: Option<&crate::monitor_cmd::Monitoring>,
 ) -> anyhow::Result<bool> {
     let sources = store.list_sources().await?;
     if sources.is_empty() {
@@ -511,21 +534,26 @@ async fn run_sources(
         let engine = match engines.get(&s.base_url) {
             Some(e) => e.clone(),
             None => {
-                let e = engine_for(
+                let mut e = engine_for(
                     store.clone(),
                     make_client(&s.base_url)?,
                     lake,
                     config.clone(),
                 )?;
+                if let Some(m) = monitoring {
+                    e = e.with_observer(m.observer());
+                }
                 engines.insert(s.base_url.clone(), e.clone());
                 e
             }
         };
         let cancel = cancel.clone();
+        let hooks: Arc<dyn orgtrail_atlassian::Hooks> =
+            monitoring.map_or_else(|| Arc::new(NoHooks) as _, |m| m.hooks());
         tasks.spawn(async move {
             if once {
                 loop {
-                    let r = engine.collect_once(&s, &NoHooks, &cancel).await;
+                    let r = engine.collect_once(&s, &*hooks, &cancel).await;
                     log_cycle(&s, &r);
                     match r {
                         Ok(r) if r.more => continue,
@@ -535,7 +563,7 @@ async fn run_sources(
                 }
             }
             engine
-                .run_source(&s.id, &NoHooks, &cancel, &log_cycle)
+                .run_source(&s.id, &*hooks, &cancel, &log_cycle)
                 .await
                 .is_ok()
         });
@@ -578,15 +606,22 @@ pub fn run(args: RunArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         } else {
             client
         };
+        let cancel = shutdown_token();
+        let monitoring =
+            crate::monitor_cmd::Monitoring::start(&args.monitoring, store.clone(), &lake, &cancel)
+                .await?;
         let ok = run_sources(
             store,
             &lake,
             EngineConfig::default(),
             args.once,
-            shutdown_token(),
+            cancel,
             make_client,
+            Some(&monitoring),
         )
-        .await?;
+        .await;
+        monitoring.finish().await;
+        let ok = ok?;
         Ok(if ok {
             ExitCode::SUCCESS
         } else {
@@ -650,7 +685,7 @@ pub fn demo(args: DemoArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         println!("\nthe lake is {}; try:\n  orgtrail --lake {} query \"SELECT attributes.action, count(*) FROM atlassian_audit GROUP BY 1 ORDER BY 2 DESC\"", lake.location().display, lake.location().display);
         if !args.once {
             eprintln!("\ncollecting live events every 5 s; Ctrl-C stops");
-            run_sources(store, &lake, config, false, cancel, unlimited_client).await?;
+            run_sources(store, &lake, config, false, cancel, unlimited_client, None).await?;
         }
         let _ = sim.shutdown().await;
         Ok(ExitCode::SUCCESS)

@@ -2,7 +2,9 @@
 //! normalized as Panther does it.
 
 mod collect_cmd;
+mod http;
 mod lake_cmd;
+mod monitor_cmd;
 mod parse;
 mod schema_cmd;
 
@@ -97,6 +99,8 @@ enum Command {
     Backfill(collect_cmd::BackfillArgs),
     /// The collector daemon: polls every source; Ctrl-C or SIGTERM stops it cleanly
     Run(collect_cmd::RunArgs),
+    /// Every alarm of every source with its state, and the recent transitions (exit 1 while one fires)
+    Alarms(monitor_cmd::AlarmsArgs),
     /// Start the simulator, onboard a source, collect into a local lake, show a report
     Demo(collect_cmd::DemoArgs),
     /// Store rows in the data lake, compact it
@@ -113,10 +117,12 @@ enum Command {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ORGTRAIL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_env("ORGTRAIL_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("warn,orgtrail_alarms=info")
+            }),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
@@ -134,6 +140,10 @@ fn main() -> ExitCode {
             .globals
             .ctx()
             .and_then(|ctx| collect_cmd::run(args, &ctx)),
+        Command::Alarms(args) => cli
+            .globals
+            .ctx()
+            .and_then(|ctx| monitor_cmd::alarms(args, &ctx)),
         Command::Demo(args) => cli
             .globals
             .ctx()
