@@ -1,16 +1,13 @@
 //! The collector: per source, poll the Atlassian events stream and land every event in the lake
 //! exactly once.
 //!
-//! The protocol (a transactional outbox, see `orgtrail-state`):
-//! 1. fetch a page from the checkpoint's cursor (or `from` = last `processedAt` − overlap);
-//! 2. in ONE state transaction, spool the page's events (unique on source + event id, so a replayed
-//!    event is a no-op) and advance the checkpoint;
-//! 3. the flusher claims a batch of spooled events under a batch id recorded before any write,
-//!    normalizes them, writes the Parquet files named after that batch id (a re-flush after a crash
-//!    rewrites the same files), then marks the batch flushed.
+//! Per walk of the stream, a fetcher runs up to two pages ahead of a processor, which normalizes
+//! each page into an in-memory Arrow buffer. Every `flush_rows` events (and at the end), the buffer
+//! becomes one lake batch through the protocol of `orgtrail_state::StateStore` (claim the ids, write
+//! `.pending` files, commit with the checkpoint, publish by rename), under the source's writer lock.
 //!
-//! A crash anywhere loses nothing (the cursor only moves past durable pages) and duplicates nothing
-//! (event ids are unique in the spool, batch files are idempotent).
+//! A crash anywhere loses nothing (the cursor only moves with a committed batch, and the next writer
+//! publishes or discards what a crash left) and duplicates nothing (an id is claimed by one batch).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -100,8 +97,8 @@ impl Default for EngineConfig {
         EngineConfig {
             initial_since: SignedDuration::from_hours(7 * 24),
             overlap: SignedDuration::from_secs(60),
-            flush_rows: 20_000,
-            flush_bytes: 32 << 20,
+            flush_rows: 10_000,
+            flush_bytes: 16 << 20,
             poll_interval: None,
             error_backoff: Duration::from_secs(30),
         }
@@ -148,7 +145,7 @@ fn api_key(source: &Source) -> Result<ApiKey, EngineError> {
     Ok(ApiKey::new(secret.expose_secret()))
 }
 
-/// An event without an id still gets a stable spool id, so it is stored once (and classified as a
+/// An event without an id still gets a stable id, so it is stored once (and classified as a
 /// failure by the schema, which requires `id`).
 fn event_id(e: &orgtrail_atlassian::Event) -> String {
     match &e.id {
@@ -202,8 +199,8 @@ impl Engine {
         &self.client
     }
 
-    /// One poll cycle of a source: pages until caught up, each committed with its checkpoint, then a
-    /// flush of everything spooled.
+    /// One poll cycle of a source: pages until caught up, written to the lake in batches, each
+    /// committed with the checkpoint.
     pub async fn collect_once(
         &self,
         source: &Source,

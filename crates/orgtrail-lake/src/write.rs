@@ -111,14 +111,21 @@ fn writer_properties(log_type: &str) -> WriterProperties {
         .build()
 }
 
+/// An encoded file, without the spare capacity of its growth (a batch holds one per hour until
+/// they are stored: with many small hours, the slack would dominate).
+fn into_bytes(mut buf: Vec<u8>) -> Bytes {
+    buf.shrink_to_fit();
+    Bytes::from(buf)
+}
+
 /// Encodes one record batch as a Parquet file.
 pub fn encode(batch: &RecordBatch, log_type: &str) -> Result<Bytes, LakeError> {
-    let mut buf = Vec::with_capacity(1 << 20);
+    let mut buf = Vec::new();
     let mut writer =
         ArrowWriter::try_new(&mut buf, batch.schema(), Some(writer_properties(log_type)))?;
     writer.write(batch)?;
     writer.close()?;
-    Ok(Bytes::from(buf))
+    Ok(into_bytes(buf))
 }
 
 /// Encodes record batches of one schema as one Parquet file, in order (no concatenation: the
@@ -127,14 +134,14 @@ pub fn encode_batches(batches: &[RecordBatch], log_type: &str) -> Result<Bytes, 
     let Some(first) = batches.first() else {
         return Err(LakeError::Io("nothing to encode".into()));
     };
-    let mut buf = Vec::with_capacity(1 << 20);
+    let mut buf = Vec::new();
     let mut writer =
         ArrowWriter::try_new(&mut buf, first.schema(), Some(writer_properties(log_type)))?;
     for b in batches {
         writer.write(b)?;
     }
     writer.close()?;
-    Ok(Bytes::from(buf))
+    Ok(into_bytes(buf))
 }
 
 /// The files of one batch: (path, encoded file, rows), before they are stored. CPU work only.

@@ -48,7 +48,7 @@ pub struct SyncReport {
     pub adopted: Vec<String>,
     pub unchanged: Vec<String>,
     /// Config-managed sources no longer in the config. They are kept (with their checkpoint and
-    /// spool): remove them explicitly.
+    /// seen ids): remove them explicitly.
     pub orphaned: Vec<String>,
 }
 

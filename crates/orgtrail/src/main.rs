@@ -13,11 +13,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// mimalloc: normalizing and Arrow/Parquet encoding allocate many small objects on several threads;
-/// glibc's allocator spent ~15 % of the collector's CPU and held freed memory in per-thread arenas.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Debug, Parser)]
 #[command(name = "orgtrail", version, about, long_about = None)]
 struct Cli {
@@ -114,7 +109,20 @@ enum Command {
     Paths,
 }
 
+/// One malloc arena for the whole process. glibc gives each thread that allocates its own arena
+/// (up to 8 per core) and keeps their freed memory: with normalizing, Parquet encoding and SQLite on
+/// different threads, the collector's peak RSS was 1.7x its heap. One arena measured no slower.
+#[allow(unsafe_code)] // the one unsafe block of the project (the workspace denies unsafe code)
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; it is called before any other thread starts.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ORGTRAIL_LOG").unwrap_or_else(|_| {
