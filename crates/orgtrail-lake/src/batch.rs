@@ -252,11 +252,16 @@ impl Lake {
     /// Renames each `<file>.pending` to `<file>` (on S3 a server-side copy, then a delete). A file
     /// without its pending object was published before (or never written): skipped. Idempotent.
     pub async fn publish(&self, files: &[String]) -> Result<(), LakeError> {
-        for f in files {
-            let path = Path::from(f.as_str());
-            self.location.rename(&pending_path(&path), &path).await?;
-        }
-        Ok(())
+        use futures::stream::{self, StreamExt, TryStreamExt};
+        // A few at a time: each local rename waits for a directory fsync.
+        stream::iter(files)
+            .map(|f| async move {
+                let path = Path::from(f.as_str());
+                self.location.rename(&pending_path(&path), &path).await
+            })
+            .buffer_unordered(16)
+            .try_collect()
+            .await
     }
 
     /// Deletes each `<file>.pending` (a batch that was never committed). Idempotent.
