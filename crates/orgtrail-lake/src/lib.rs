@@ -17,7 +17,7 @@ use orgtrail_schema::{Registry, Row, Schema, SchemaError};
 
 pub use compact::CompactReport;
 pub use ingest::{BadLine, IngestOptions, IngestReport};
-pub use query::{PARTITION_COLUMNS, QueryEngine, expand_macros};
+pub use query::{LimitedResult, PARTITION_COLUMNS, QueryEngine, expand_macros};
 pub use store::Location;
 pub use write::{
     FAILURES_TABLE, FailureRecord, WrittenFile, check_batch_id, hour_partition, new_batch_id,
