@@ -2,9 +2,11 @@
 //! normalized as Panther does it.
 
 mod collect_cmd;
+mod collector;
 mod lake_cmd;
 mod parse;
 mod schema_cmd;
+mod web;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -99,6 +101,9 @@ enum Command {
     Lake(lake_cmd::LakeCommand),
     /// Run SQL over the data lake (DataFusion)
     Query(lake_cmd::QueryArgs),
+    /// The web console's admin password and API tokens
+    #[command(subcommand)]
+    Console(web::cli::ConsoleCommand),
     /// Run the Atlassian Organizations API simulator (for tests, benchmarks and demos)
     Sim(Box<orgtrail_sim::SimArgs>),
     /// Print the data directory, lake and configuration file orgtrail would use
@@ -141,6 +146,10 @@ fn main() -> ExitCode {
             .globals
             .lake()
             .and_then(|lake| lake_cmd::query(args, &lake)),
+        Command::Console(cmd) => cli
+            .globals
+            .data_dir()
+            .and_then(|dir| web::cli::run(cmd, &dir)),
         Command::Sim(args) => sim(*args),
         Command::Paths => paths(&cli.globals),
     };
