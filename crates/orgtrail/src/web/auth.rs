@@ -518,7 +518,7 @@ pub async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) ->
 }
 
 /// A browser says the request comes from another site (`Sec-Fetch-Site`, or an `Origin` whose host
-/// is not this one).
+/// is not this one): refused even with a valid CSRF token.
 fn cross_site(headers: &HeaderMap) -> bool {
     if headers
         .get("sec-fetch-site")
@@ -532,7 +532,9 @@ fn cross_site(headers: &HeaderMap) -> bool {
         headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()),
         host,
     ) {
-        (Some("null"), _) => true,
+        // Some browsers send `Origin: null` for same-site form posts (privacy settings); the CSRF
+        // token and the SameSite=Strict cookie still guard those.
+        (Some("null"), _) => false,
         (Some(origin), Some(host)) => {
             let origin_host = origin
                 .split_once("://")

@@ -210,7 +210,7 @@ async fn static_css() -> Response {
 }
 
 /// Headers on every answer: a strict Content-Security-Policy (no inline script or style, nothing
-/// from another origin), no framing, no sniffing, no referrer, no caching of pages and API answers.
+/// from another origin), no framing, no sniffing, no referrer to other sites, no caching of pages and API answers.
 async fn security_headers(
     axum::extract::State(app): axum::extract::State<Arc<App>>,
     req: Request,
@@ -229,7 +229,8 @@ async fn security_headers(
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        // `no-referrer` would make Chromium send `Origin: null` on form posts.
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(
         "cross-origin-opener-policy",
@@ -244,6 +245,17 @@ async fn security_headers(
         );
     }
     resp
+}
+
+/// The warning printed when the console is reachable from other machines without TLS.
+pub fn exposure_warning(addr: SocketAddr, tls: bool) -> Option<String> {
+    (!addr.ip().is_loopback() && !tls).then(|| {
+        format!(
+            "warning: the console listens on {addr}, beyond this machine, without TLS: the password, \
+             session cookies and query results cross the network in clear text. Use --tls-cert and \
+             --tls-key, or listen on 127.0.0.1 behind a TLS proxy"
+        )
+    })
 }
 
 /// The running console server.
@@ -288,12 +300,8 @@ pub async fn start(
     let app = App::new(deps, tls.is_some())?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     eprintln!("console: {scheme}://{addr}/");
-    if !addr.ip().is_loopback() && tls.is_none() {
-        eprintln!(
-            "warning: the console listens on {addr}, beyond this machine, without TLS: the password, \
-             session cookies and query results cross the network in clear text. Use --tls-cert and \
-             --tls-key, or listen on 127.0.0.1 behind a TLS proxy"
-        );
+    if let Some(w) = exposure_warning(addr, tls.is_some()) {
+        eprintln!("{w}");
     }
     match app.auth.make_setup_code()? {
         Some(code) => eprintln!(
