@@ -147,7 +147,16 @@ impl Browser {
     async fn step(&mut self, name: &str) -> String {
         let source = self.source(name).await;
         for (w, h) in [(1280u32, 1000u32), (390, 844)] {
+            // The whole page: grow the window to the page's height (at most 6000 px).
             self.c.set_window_size(w, h).await.unwrap();
+            let full = self
+                .c
+                .execute("return document.documentElement.scrollHeight", vec![])
+                .await
+                .unwrap()
+                .as_u64()
+                .map_or(h, |v| u32::try_from(v).unwrap_or(h).clamp(h, 6000));
+            self.c.set_window_size(w, full).await.unwrap();
             let png = self.c.screenshot().await.unwrap();
             std::fs::write(self.shots.join(format!("{name}-{w}.png")), png).unwrap();
         }

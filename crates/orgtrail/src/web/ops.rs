@@ -993,13 +993,15 @@ pub fn csv(out: &QueryOutput) -> OpResult<Vec<u8>> {
 pub fn ago(t: Timestamp, now: Timestamp) -> String {
     let d: SignedDuration = now.duration_since(t);
     let s = d.as_secs();
+    let span = |s: i64| match s {
+        0..=59 => format!("{s} s"),
+        60..=3599 => format!("{} min", s / 60),
+        3600..=86_399 => format!("{} h", s / 3600),
+        _ => format!("{} days", s / 86_400),
+    };
     if s < 0 {
-        return "just now".to_owned();
-    }
-    match s {
-        0..=59 => format!("{s} s ago"),
-        60..=3599 => format!("{} min ago", s / 60),
-        3600..=86_399 => format!("{} h ago", s / 3600),
-        _ => format!("{} days ago", s / 86_400),
+        format!("in {}", span(-s))
+    } else {
+        format!("{} ago", span(s))
     }
 }

@@ -901,3 +901,12 @@ async fn over_tls_the_cookies_are_secure() {
     cancel.cancel();
     server.stopped().await;
 }
+
+#[test]
+fn times_read_as_ago_or_in() {
+    let now: jiff::Timestamp = "2026-01-10T12:00:00Z".parse().unwrap();
+    let at = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+    assert_eq!(super::ops::ago(at("2026-01-10T11:59:30Z"), now), "30 s ago");
+    assert_eq!(super::ops::ago(at("2026-01-10T10:00:00Z"), now), "2 h ago");
+    assert_eq!(super::ops::ago(at("2026-01-13T12:00:00Z"), now), "in 3 days");
+}
