@@ -15,11 +15,11 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::{
     BinaryExpr, Expr, Operator, TableProviderFilterPushDown, TableType, col, lit,
 };
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use jiff::Timestamp;
 use jiff::tz::Offset;
@@ -115,7 +115,11 @@ impl QueryEngine {
     /// DML (`INSERT`, `COPY ... TO`) and statements (`SET`, transactions) are refused before
     /// anything runs. Streams the result and keeps at most `max_rows` rows; `truncated` says whether
     /// there were more.
-    pub async fn sql_read_only(&self, sql: &str, max_rows: usize) -> Result<LimitedResult, LakeError> {
+    pub async fn sql_read_only(
+        &self,
+        sql: &str,
+        max_rows: usize,
+    ) -> Result<LimitedResult, LakeError> {
         use futures::StreamExt;
         let expanded = expand_macros(sql)?;
         let options = SQLOptions::new()

@@ -107,7 +107,10 @@ impl Browser {
             if page.contains(text) {
                 return;
             }
-            assert!(Instant::now() < deadline, "the page never showed {text:?}:\n{page}");
+            assert!(
+                Instant::now() < deadline,
+                "the page never showed {text:?}:\n{page}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -166,7 +169,11 @@ impl Browser {
 }
 
 /// Reads the daemon's stderr until `pred` matches a line.
-fn wait_line(rx: &mpsc::Receiver<String>, seen: &mut Vec<String>, pred: impl Fn(&str) -> bool) -> String {
+fn wait_line(
+    rx: &mpsc::Receiver<String>,
+    seen: &mut Vec<String>,
+    pred: impl Fn(&str) -> bool,
+) -> String {
     let deadline = Instant::now() + PATIENCE;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -177,7 +184,10 @@ fn wait_line(rx: &mpsc::Receiver<String>, seen: &mut Vec<String>, pred: impl Fn(
                     return line;
                 }
             }
-            Err(_) => panic!("orgtrail run did not print the expected line; it printed:\n{}", seen.join("\n")),
+            Err(_) => panic!(
+                "orgtrail run did not print the expected line; it printed:\n{}",
+                seen.join("\n")
+            ),
         }
     }
 }
@@ -185,7 +195,9 @@ fn wait_line(rx: &mpsc::Receiver<String>, seen: &mut Vec<String>, pred: impl Fn(
 #[test]
 fn console_onboards_a_source_in_chromium() {
     let Some(driver) = find_program(&["chromedriver"]) else {
-        panic!("chromedriver is missing: install Debian's chromium and chromium-driver (scripts/test does)");
+        panic!(
+            "chromedriver is missing: install Debian's chromium and chromium-driver (scripts/test does)"
+        );
     };
     let chromium = find_program(&["chromium", "chromium-browser"])
         .expect("chromium is missing: install Debian's chromium (scripts/test does)");

@@ -917,7 +917,10 @@ pub fn search_sql(app: &App, q: &str) -> OpResult<String> {
 // ----- result formats -----
 
 /// Every cell as text (nested values in Arrow's display form), with the column names.
-pub fn cells(out: &QueryOutput) -> OpResult<(Vec<String>, Vec<Vec<Option<String>>>)> {
+/// Column names and rows of cells (`None` for null).
+pub type Cells = (Vec<String>, Vec<Vec<Option<String>>>);
+
+pub fn cells(out: &QueryOutput) -> OpResult<Cells> {
     use arrow::util::display::{ArrayFormatter, FormatOptions};
     let names = out
         .schema

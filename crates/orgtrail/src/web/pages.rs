@@ -264,11 +264,11 @@ fn login_page(csrf: &str, next: &str, error: Option<&str>) -> Markup {
 fn login_cookie(
     app: &App,
     headers: &HeaderMap,
-) -> Result<(String, Option<header::HeaderValue>), Response> {
+) -> Result<(String, Option<header::HeaderValue>), OpError> {
     if let Some(v) = auth::cookie_value(headers, LOGIN_COOKIE).filter(|v| v.len() >= 32) {
         return Ok((v.to_owned(), None));
     }
-    let v = auth::random_token(32).map_err(|e| op_page(&OpError::from(e)))?;
+    let v = auth::random_token(32)?;
     let c = app.auth.cookie(LOGIN_COOKIE, &v, Some(3600));
     Ok((v, Some(c)))
 }
@@ -290,7 +290,7 @@ pub async fn login_form(
     }
     let (csrf, cookie) = match login_cookie(&app, &headers) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(e) => return op_page(&e),
     };
     let next = safe_next(p.next.as_deref());
     with_cookie(
@@ -386,7 +386,7 @@ pub async fn setup_form(State(app): State<Arc<App>>, headers: HeaderMap) -> Resp
     }
     let (csrf, cookie) = match login_cookie(&app, &headers) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(e) => return op_page(&e),
     };
     with_cookie(render(StatusCode::OK, setup_page(&csrf, None)), cookie)
 }
@@ -711,9 +711,9 @@ pub async fn wizard_credentials(
 }
 
 fn alarm_fields(enabled: bool, minutes: u32) -> Markup {
-    let (value, unit) = if minutes % 1440 == 0 {
+    let (value, unit) = if minutes.is_multiple_of(1440) {
         (minutes / 1440, "days")
-    } else if minutes % 60 == 0 {
+    } else if minutes.is_multiple_of(60) {
         (minutes / 60, "hours")
     } else {
         (minutes, "minutes")

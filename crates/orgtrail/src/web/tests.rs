@@ -149,10 +149,8 @@ impl Harness {
         let body: String = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(fields)
             .finish();
-        let mut b = Request::post(path).header(
-            header::CONTENT_TYPE,
-            "application/x-www-form-urlencoded",
-        );
+        let mut b =
+            Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
         if let Some(c) = cookie {
             b = b.header(header::COOKIE, c);
         }
@@ -167,7 +165,13 @@ impl Harness {
     }
 
     /// A JSON call with a session (and its CSRF header) or the API token.
-    async fn api(&mut self, method: Method, path: &str, s: Option<&Session>, body: Option<Value>) -> Resp {
+    async fn api(
+        &mut self,
+        method: Method,
+        path: &str,
+        s: Option<&Session>,
+        body: Option<Value>,
+    ) -> Resp {
         let mut b = Request::builder().method(method).uri(path);
         match s {
             Some(s) => {
@@ -195,7 +199,11 @@ impl Harness {
             .form(
                 "/login",
                 Some(&pre),
-                &[("csrf", &csrf), ("password", PASSWORD), ("next", "/sources")],
+                &[
+                    ("csrf", &csrf),
+                    ("password", PASSWORD),
+                    ("next", "/sources"),
+                ],
             )
             .await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
@@ -217,7 +225,9 @@ impl Harness {
     /// Adds a source through the API; returns its id.
     async fn add_source(&mut self, name: &str) -> String {
         let body = self.create_body(name);
-        let r = self.api(Method::POST, "/api/v1/sources", None, Some(body)).await;
+        let r = self
+            .api(Method::POST, "/api/v1/sources", None, Some(body))
+            .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
         r.json()["id"].as_str().unwrap().to_owned()
     }
@@ -325,7 +335,11 @@ async fn anonymous_calls_are_refused_everywhere() {
             .unwrap();
         let r = h.send(req).await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{m} {path}");
-        assert!(r.location().starts_with("/login"), "{m} {path}: {}", r.location());
+        assert!(
+            r.location().starts_with("/login"),
+            "{m} {path}: {}",
+            r.location()
+        );
     }
     // A wrong token is refused, with a message.
     let r = h
@@ -344,29 +358,60 @@ async fn anonymous_calls_are_refused_everywhere() {
     // The static files are public, with their types.
     let r = h.get("/static/app.js", None).await;
     assert_eq!(r.status, StatusCode::OK);
-    assert!(r.headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/javascript"));
+    assert!(
+        r.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
     let r = h.get("/static/app.css", None).await;
-    assert!(r.headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/css"));
+    assert!(
+        r.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
 }
 
 #[tokio::test]
 async fn every_answer_carries_a_strict_content_security_policy() {
     let mut h = harness().await;
     let s = h.login().await;
-    for path in ["/login", "/sources", "/api/v1/sources", "/static/app.js", "/nope"] {
+    for path in [
+        "/login",
+        "/sources",
+        "/api/v1/sources",
+        "/static/app.js",
+        "/nope",
+    ] {
         let r = h.get(path, Some(&s)).await;
         let csp = r.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
-        assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'"), "{path}");
+        assert!(
+            csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+            "{path}"
+        );
         assert!(!csp.contains("unsafe-inline"), "{path}");
         assert_eq!(r.headers[header::X_FRAME_OPTIONS], "DENY");
         assert_eq!(r.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
     }
     // No page has an inline script or style, nor anything from another origin.
-    for path in ["/sources", "/sources/new", "/sources/new/atlassian", "/explorer", "/system-errors"] {
+    for path in [
+        "/sources",
+        "/sources/new",
+        "/sources/new/atlassian",
+        "/explorer",
+        "/system-errors",
+    ] {
         let r = h.get(path, Some(&s)).await;
         assert_eq!(r.status, StatusCode::OK, "{path}");
-        assert!(!r.body.contains("<script>") && !r.body.contains("style="), "{path}");
-        assert!(!r.body.contains("http://") && !r.body.contains("https://cdn"), "{path}");
+        assert!(
+            !r.body.contains("<script>") && !r.body.contains("style="),
+            "{path}"
+        );
+        assert!(
+            !r.body.contains("http://") && !r.body.contains("https://cdn"),
+            "{path}"
+        );
     }
 }
 
@@ -384,11 +429,28 @@ async fn first_run_sets_the_password_with_the_setup_code() {
     let csrf = pre.split_once('=').unwrap().1.to_owned();
     // No CSRF token, or a wrong one: refused.
     let r = h
-        .form("/setup", Some(&pre), &[("setup_code", &code), ("password", PASSWORD), ("confirm", PASSWORD)])
+        .form(
+            "/setup",
+            Some(&pre),
+            &[
+                ("setup_code", &code),
+                ("password", PASSWORD),
+                ("confirm", PASSWORD),
+            ],
+        )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     let r = h
-        .form("/setup", None, &[("csrf", &csrf), ("setup_code", &code), ("password", PASSWORD), ("confirm", PASSWORD)])
+        .form(
+            "/setup",
+            None,
+            &[
+                ("csrf", &csrf),
+                ("setup_code", &code),
+                ("password", PASSWORD),
+                ("confirm", PASSWORD),
+            ],
+        )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "the cookie must match");
     let setup = |code: &str, p: &str, c: &str| {
@@ -401,9 +463,21 @@ async fn first_run_sets_the_password_with_the_setup_code() {
     };
     let as_refs = |v: &Vec<(String, String)>| -> Vec<(String, String)> { v.clone() };
     for (fields, status, text) in [
-        (setup("WRONG-CODE", PASSWORD, PASSWORD), StatusCode::UNAUTHORIZED, "Wrong setup code"),
-        (setup(&code, "short", "short"), StatusCode::BAD_REQUEST, "at least 10 characters"),
-        (setup(&code, PASSWORD, "something else entirely"), StatusCode::BAD_REQUEST, "differ"),
+        (
+            setup("WRONG-CODE", PASSWORD, PASSWORD),
+            StatusCode::UNAUTHORIZED,
+            "Wrong setup code",
+        ),
+        (
+            setup(&code, "short", "short"),
+            StatusCode::BAD_REQUEST,
+            "at least 10 characters",
+        ),
+        (
+            setup(&code, PASSWORD, "something else entirely"),
+            StatusCode::BAD_REQUEST,
+            "differ",
+        ),
     ] {
         let f = as_refs(&fields);
         let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -429,8 +503,15 @@ async fn first_run_sets_the_password_with_the_setup_code() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(auth::auth_path(h._dir.path())).unwrap().permissions().mode();
-        assert_eq!(mode & 0o077, 0, "console.json is readable by its owner only");
+        let mode = std::fs::metadata(auth::auth_path(h._dir.path()))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "console.json is readable by its owner only"
+        );
     }
 }
 
@@ -440,29 +521,48 @@ async fn login_logout_and_the_login_rate_limit() {
     let page = h.get("/login?next=//evil.example/x", None).await;
     let pre = page.cookie(auth::LOGIN_COOKIE).unwrap();
     let csrf = pre.split_once('=').unwrap().1.to_owned();
-    assert!(page.body.contains("value=\"/sources\""), "an off-site next is dropped");
+    assert!(
+        page.body.contains("value=\"/sources\""),
+        "an off-site next is dropped"
+    );
     // Without the CSRF token: refused before the password is even checked.
-    let r = h.form("/login", Some(&pre), &[("password", PASSWORD)]).await;
+    let r = h
+        .form("/login", Some(&pre), &[("password", PASSWORD)])
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     let s = h.login().await;
     assert_eq!(h.get("/sources", Some(&s)).await.status, StatusCode::OK);
     // Logging out ends the session.
     let r = h.post("/logout", &s, &[]).await;
     assert_eq!(r.location(), "/login");
-    assert!(r.set_cookie_header(auth::SESSION_COOKIE).contains("Max-Age=0"));
-    assert_eq!(h.get("/sources", Some(&s)).await.status, StatusCode::SEE_OTHER);
+    assert!(
+        r.set_cookie_header(auth::SESSION_COOKIE)
+            .contains("Max-Age=0")
+    );
+    assert_eq!(
+        h.get("/sources", Some(&s)).await.status,
+        StatusCode::SEE_OTHER
+    );
     let r = h.api(Method::GET, "/api/v1/sources", Some(&s), None).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     // Five wrong passwords, then even the right one must wait.
     for _ in 0..5 {
         let r = h
-            .form("/login", Some(&pre), &[("csrf", &csrf), ("password", "wrong password")])
+            .form(
+                "/login",
+                Some(&pre),
+                &[("csrf", &csrf), ("password", "wrong password")],
+            )
             .await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
         assert!(r.body.contains("Wrong password"));
     }
     let r = h
-        .form("/login", Some(&pre), &[("csrf", &csrf), ("password", PASSWORD)])
+        .form(
+            "/login",
+            Some(&pre),
+            &[("csrf", &csrf), ("password", PASSWORD)],
+        )
         .await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(r.headers.contains_key(header::RETRY_AFTER));
@@ -484,12 +584,24 @@ async fn state_changes_need_the_csrf_token_with_a_session_but_not_with_a_token()
     let r = h.send(no_header).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(r.json()["error"], "csrf");
-    assert!(r.json()["message"].as_str().unwrap().contains("X-CSRF-Token"));
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("X-CSRF-Token")
+    );
     let wrong = Session {
         cookie: s.cookie.clone(),
         csrf: "wrong".into(),
     };
-    let r = h.api(Method::POST, &format!("/api/v1/sources/{id}/pause"), Some(&wrong), None).await;
+    let r = h
+        .api(
+            Method::POST,
+            &format!("/api/v1/sources/{id}/pause"),
+            Some(&wrong),
+            None,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     let cross = Request::post(format!("/api/v1/sources/{id}/pause"))
         .header(header::COOKIE, &s.cookie)
@@ -508,16 +620,34 @@ async fn state_changes_need_the_csrf_token_with_a_session_but_not_with_a_token()
         let r = h.form(&path, Some(&s.cookie), &[("csrf", "nope")]).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{path}");
     }
-    for path in ["/sources/new/atlassian/credentials", "/sources/new/atlassian/finish/x", "/logout"] {
+    for path in [
+        "/sources/new/atlassian/credentials",
+        "/sources/new/atlassian/finish/x",
+        "/logout",
+    ] {
         let r = h.form(path, Some(&s.cookie), &[]).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{path}");
     }
     let src = h.app.store.get_source(&id).await.unwrap();
     assert!(!src.paused, "nothing changed");
     // The right token works; an API token needs none.
-    let r = h.api(Method::POST, &format!("/api/v1/sources/{id}/pause"), Some(&s), None).await;
+    let r = h
+        .api(
+            Method::POST,
+            &format!("/api/v1/sources/{id}/pause"),
+            Some(&s),
+            None,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK);
-    let r = h.api(Method::POST, &format!("/api/v1/sources/{id}/resume"), None, None).await;
+    let r = h
+        .api(
+            Method::POST,
+            &format!("/api/v1/sources/{id}/resume"),
+            None,
+            None,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json()["paused"], false);
     let r = h.api(Method::GET, "/api/v1/session", None, None).await;
@@ -529,28 +659,84 @@ async fn the_sources_api_verifies_validates_and_never_returns_the_key() {
     let mut h = harness().await;
     let base = h.sim.base_url().to_owned();
     // Live verification failures, in words.
-    let r = h.api(Method::POST, "/api/v1/sources", None, Some(json!({"name": "S", "org_id": ORG, "api_key": WRONG_KEY, "base_url": base}))).await;
+    let r = h
+        .api(
+            Method::POST,
+            "/api/v1/sources",
+            None,
+            Some(json!({"name": "S", "org_id": ORG, "api_key": WRONG_KEY, "base_url": base})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     let j = r.json();
-    assert_eq!((j["error"].as_str(), j["kind"].as_str(), j["field"].as_str()), (Some("verification_failed"), Some("auth"), Some("api_key")));
-    assert!(j["message"].as_str().unwrap().contains("invalid, revoked or expired"));
+    assert_eq!(
+        (j["error"].as_str(), j["kind"].as_str(), j["field"].as_str()),
+        (Some("verification_failed"), Some("auth"), Some("api_key"))
+    );
+    assert!(
+        j["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid, revoked or expired")
+    );
     let other_org = "00000000-0000-4000-8000-000000000000";
-    let r = h.api(Method::POST, "/api/v1/sources", None, Some(json!({"name": "S", "org_id": other_org, "api_key": KEY, "base_url": base}))).await;
+    let r = h
+        .api(
+            Method::POST,
+            "/api/v1/sources",
+            None,
+            Some(json!({"name": "S", "org_id": other_org, "api_key": KEY, "base_url": base})),
+        )
+        .await;
     assert_eq!(r.json()["kind"], "not_found");
     assert!(r.json()["message"].as_str().unwrap().contains(other_org));
     // Bad input: 4xx with the field and a message; nothing is sent to the API.
     for (body, status, field) in [
-        (json!({"name": " ", "org_id": ORG, "api_key": KEY}), StatusCode::BAD_REQUEST, Some("name")),
-        (json!({"name": "S", "org_id": "", "api_key": KEY}), StatusCode::BAD_REQUEST, Some("org_id")),
-        (json!({"name": "S", "org_id": ORG, "api_key": ""}), StatusCode::BAD_REQUEST, Some("api_key")),
-        (json!({"name": "S", "org_id": ORG, "api_key": "two words"}), StatusCode::BAD_REQUEST, Some("api_key")),
-        (json!({"name": "S", "org_id": ORG, "api_key": KEY, "base_url": "ftp://x"}), StatusCode::BAD_REQUEST, Some("base_url")),
-        (json!({"name": "S", "org_id": ORG, "api_key": KEY, "key_expires_at": "soon"}), StatusCode::BAD_REQUEST, Some("key_expires_at")),
-        (json!({"name": "S", "org_id": ORG, "api_key": KEY, "dropoff_alarm_minutes": 5}), StatusCode::BAD_REQUEST, Some("dropoff_alarm_minutes")),
-        (json!({"name": "S", "org_id": ORG, "api_key": KEY, "colour": "red"}), StatusCode::UNPROCESSABLE_ENTITY, None),
+        (
+            json!({"name": " ", "org_id": ORG, "api_key": KEY}),
+            StatusCode::BAD_REQUEST,
+            Some("name"),
+        ),
+        (
+            json!({"name": "S", "org_id": "", "api_key": KEY}),
+            StatusCode::BAD_REQUEST,
+            Some("org_id"),
+        ),
+        (
+            json!({"name": "S", "org_id": ORG, "api_key": ""}),
+            StatusCode::BAD_REQUEST,
+            Some("api_key"),
+        ),
+        (
+            json!({"name": "S", "org_id": ORG, "api_key": "two words"}),
+            StatusCode::BAD_REQUEST,
+            Some("api_key"),
+        ),
+        (
+            json!({"name": "S", "org_id": ORG, "api_key": KEY, "base_url": "ftp://x"}),
+            StatusCode::BAD_REQUEST,
+            Some("base_url"),
+        ),
+        (
+            json!({"name": "S", "org_id": ORG, "api_key": KEY, "key_expires_at": "soon"}),
+            StatusCode::BAD_REQUEST,
+            Some("key_expires_at"),
+        ),
+        (
+            json!({"name": "S", "org_id": ORG, "api_key": KEY, "dropoff_alarm_minutes": 5}),
+            StatusCode::BAD_REQUEST,
+            Some("dropoff_alarm_minutes"),
+        ),
+        (
+            json!({"name": "S", "org_id": ORG, "api_key": KEY, "colour": "red"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            None,
+        ),
         (json!({"name": "S"}), StatusCode::UNPROCESSABLE_ENTITY, None),
     ] {
-        let r = h.api(Method::POST, "/api/v1/sources", None, Some(body.clone())).await;
+        let r = h
+            .api(Method::POST, "/api/v1/sources", None, Some(body.clone()))
+            .await;
         assert_eq!(r.status, status, "{body}: {}", r.body);
         assert!(!r.json()["message"].as_str().unwrap().is_empty());
         if let Some(f) = field {
@@ -563,21 +749,33 @@ async fn the_sources_api_verifies_validates_and_never_returns_the_key() {
         .unwrap();
     let r = h.send(not_json).await;
     assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    assert!(r.json()["message"].as_str().unwrap().contains("application/json"));
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("application/json")
+    );
     assert!(h.app.store.list_sources().await.unwrap().is_empty());
 
     // Created: verified, stored, shown with the key's last four characters only.
     let mut body = h.create_body("Prod org");
     body["dropoff_alarm_minutes"] = json!(1440);
     body["key_expires_at"] = json!("2027-06-30");
-    let r = h.api(Method::POST, "/api/v1/sources", None, Some(body.clone())).await;
+    let r = h
+        .api(Method::POST, "/api/v1/sources", None, Some(body.clone()))
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     let v = r.json();
     let id = v["id"].as_str().unwrap().to_owned();
-    assert_eq!(v["api_key"], json!({"reference": "stored", "last4": &KEY[KEY.len() - 4..]}));
+    assert_eq!(
+        v["api_key"],
+        json!({"reference": "stored", "last4": &KEY[KEY.len() - 4..]})
+    );
     assert_eq!(v["dropoff_alarm_minutes"], 1440);
     assert_eq!(v["key_expires_at"], "2027-06-30T00:00:00Z");
-    let r = h.api(Method::POST, "/api/v1/sources", None, Some(body)).await;
+    let r = h
+        .api(Method::POST, "/api/v1/sources", None, Some(body))
+        .await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert_eq!(r.json()["error"], "duplicate_name");
 
@@ -586,12 +784,25 @@ async fn the_sources_api_verifies_validates_and_never_returns_the_key() {
     let list = r.json();
     assert_eq!(list["sources"][0]["name"], "Prod org");
     assert_eq!(list["sources"][0]["status"]["health"], "starting");
-    assert_eq!(list["sources"][0]["status"]["alarms"][0]["state"], "INSUFFICIENT_DATA");
-    assert_eq!(list["sources"][0]["activity"]["hourly"].as_array().unwrap().len(), 24);
-    let r = h.api(Method::GET, &format!("/api/v1/sources/{id}"), None, None).await;
+    assert_eq!(
+        list["sources"][0]["status"]["alarms"][0]["state"],
+        "INSUFFICIENT_DATA"
+    );
+    assert_eq!(
+        list["sources"][0]["activity"]["hourly"]
+            .as_array()
+            .unwrap()
+            .len(),
+        24
+    );
+    let r = h
+        .api(Method::GET, &format!("/api/v1/sources/{id}"), None, None)
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json()["progress"]["events_in_lake"], 0);
-    let r = h.api(Method::GET, "/api/v1/sources/Prod%20org", None, None).await;
+    let r = h
+        .api(Method::GET, "/api/v1/sources/Prod%20org", None, None)
+        .await;
     assert_eq!(r.json()["id"], id.as_str(), "by name too");
     let r = h.api(Method::GET, "/api/v1/sources/nope", None, None).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
@@ -599,59 +810,168 @@ async fn the_sources_api_verifies_validates_and_never_returns_the_key() {
 
     // Update: rename, alarm on and off, a key that fails (nothing changes), a good key.
     let path = format!("/api/v1/sources/{id}");
-    let r = h.api(Method::PATCH, &path, None, Some(json!({"name": "Renamed", "dropoff_alarm_minutes": 30}))).await;
+    let r = h
+        .api(
+            Method::PATCH,
+            &path,
+            None,
+            Some(json!({"name": "Renamed", "dropoff_alarm_minutes": 30})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_eq!((r.json()["name"].as_str(), r.json()["dropoff_alarm_minutes"].as_u64()), (Some("Renamed"), Some(30)));
-    let r = h.api(Method::PATCH, &path, None, Some(json!({"dropoff_alarm_minutes": null, "key_expires_at": null}))).await;
-    assert_eq!((r.json()["dropoff_alarm_minutes"].clone(), r.json()["key_expires_at"].clone()), (Value::Null, Value::Null));
-    let r = h.api(Method::PATCH, &path, None, Some(json!({"api_key": WRONG_KEY}))).await;
+    assert_eq!(
+        (
+            r.json()["name"].as_str(),
+            r.json()["dropoff_alarm_minutes"].as_u64()
+        ),
+        (Some("Renamed"), Some(30))
+    );
+    let r = h
+        .api(
+            Method::PATCH,
+            &path,
+            None,
+            Some(json!({"dropoff_alarm_minutes": null, "key_expires_at": null})),
+        )
+        .await;
+    assert_eq!(
+        (
+            r.json()["dropoff_alarm_minutes"].clone(),
+            r.json()["key_expires_at"].clone()
+        ),
+        (Value::Null, Value::Null)
+    );
+    let r = h
+        .api(
+            Method::PATCH,
+            &path,
+            None,
+            Some(json!({"api_key": WRONG_KEY})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(r.json()["kind"], "auth");
-    let r = h.api(Method::PATCH, &path, None, Some(json!({"dropoff_alarm_minutes": 50_000}))).await;
+    let r = h
+        .api(
+            Method::PATCH,
+            &path,
+            None,
+            Some(json!({"dropoff_alarm_minutes": 50_000})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    let r = h.api(Method::PATCH, &path, None, Some(json!({"poll_interval_secs": 0}))).await;
+    let r = h
+        .api(
+            Method::PATCH,
+            &path,
+            None,
+            Some(json!({"poll_interval_secs": 0})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    let r = h.api(Method::PATCH, &path, None, Some(json!({"name": ""}))).await;
+    let r = h
+        .api(Method::PATCH, &path, None, Some(json!({"name": ""})))
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    let r = h.api(Method::PATCH, &path, None, Some(json!({"api_key": KEY, "poll_interval_secs": 120}))).await;
+    let r = h
+        .api(
+            Method::PATCH,
+            &path,
+            None,
+            Some(json!({"api_key": KEY, "poll_interval_secs": 120})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.json()["poll_interval_secs"], 120);
-    let r = h.api(Method::PATCH, "/api/v1/sources/nope", None, Some(json!({"name": "x"}))).await;
+    let r = h
+        .api(
+            Method::PATCH,
+            "/api/v1/sources/nope",
+            None,
+            Some(json!({"name": "x"})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 
     // Pause, resume, failures.
-    let r = h.api(Method::POST, &format!("{path}/pause"), None, None).await;
+    let r = h
+        .api(Method::POST, &format!("{path}/pause"), None, None)
+        .await;
     assert_eq!(r.json()["paused"], true);
     let r = h.api(Method::GET, &path, None, None).await;
     assert_eq!(r.json()["status"]["health"], "paused");
-    let r = h.api(Method::POST, &format!("{path}/resume"), None, None).await;
+    let r = h
+        .api(Method::POST, &format!("{path}/resume"), None, None)
+        .await;
     assert_eq!(r.json()["paused"], false);
-    let r = h.api(Method::POST, "/api/v1/sources/nope/pause", None, None).await;
+    let r = h
+        .api(Method::POST, "/api/v1/sources/nope/pause", None, None)
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    let r = h.api(Method::GET, &format!("{path}/failures?limit=5"), None, None).await;
+    let r = h
+        .api(Method::GET, &format!("{path}/failures?limit=5"), None, None)
+        .await;
     assert_eq!(r.json(), json!({"failures": []}));
-    let r = h.api(Method::GET, &format!("{path}/failures?limit=lots"), None, None).await;
+    let r = h
+        .api(
+            Method::GET,
+            &format!("{path}/failures?limit=lots"),
+            None,
+            None,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 
     // Verify without saving.
-    let r = h.api(Method::POST, "/api/v1/sources/verify", None, Some(json!({"org_id": ORG, "api_key": KEY, "base_url": base}))).await;
+    let r = h
+        .api(
+            Method::POST,
+            "/api/v1/sources/verify",
+            None,
+            Some(json!({"org_id": ORG, "api_key": KEY, "base_url": base})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.json()["ok"], true);
-    let r = h.api(Method::POST, "/api/v1/sources/verify", None, Some(json!({"org_id": ORG, "api_key": WRONG_KEY, "base_url": base}))).await;
+    let r = h
+        .api(
+            Method::POST,
+            "/api/v1/sources/verify",
+            None,
+            Some(json!({"org_id": ORG, "api_key": WRONG_KEY, "base_url": base})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    let r = h.api(Method::POST, "/api/v1/sources/verify", None, Some(json!({"org_id": ORG}))).await;
+    let r = h
+        .api(
+            Method::POST,
+            "/api/v1/sources/verify",
+            None,
+            Some(json!({"org_id": ORG})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
 
     // Delete: gone from the store, and a second delete is a 404.
     let r = h.api(Method::DELETE, &path, None, None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert!(r.json()["message"].as_str().unwrap().contains("stays in the lake"));
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("stays in the lake")
+    );
     let r = h.api(Method::DELETE, &path, None, None).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    let r = h.api(Method::DELETE, &format!("{path}?force=maybe"), None, None).await;
+    let r = h
+        .api(Method::DELETE, &format!("{path}?force=maybe"), None, None)
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let r = h.api(Method::GET, "/api/v1/nothing", None, None).await;
-    assert_eq!((r.status, r.json()["error"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
     h.assert_no_key();
 }
 
@@ -662,28 +982,58 @@ async fn queries_search_downloads_and_alarms() {
     h.collect(&id).await;
     let count_sql = "SELECT count(*) AS n FROM atlassian_audit";
     let enc = super::pages::url_encode(count_sql);
-    let r = h.api(Method::GET, &format!("/api/v1/query?sql={enc}"), None, None).await;
+    let r = h
+        .api(Method::GET, &format!("/api/v1/query?sql={enc}"), None, None)
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let n = r.json()["rows"][0]["n"].as_u64().unwrap();
     assert!(n > 0, "{}", r.body);
     assert_eq!(r.json()["columns"][0]["name"], "n");
     assert_eq!(r.json()["truncated"], false);
     // The detail shows the progress.
-    let r = h.api(Method::GET, &format!("/api/v1/sources/{id}"), None, None).await;
+    let r = h
+        .api(Method::GET, &format!("/api/v1/sources/{id}"), None, None)
+        .await;
     assert_eq!(r.json()["progress"]["events_in_lake"].as_u64(), Some(n));
     assert_eq!(r.json()["status"]["health"], "healthy");
     assert_eq!(r.json()["activity"]["hourly"].as_array().unwrap().len(), 24);
     // CSV download, JSON download, POST, row limit.
     let all = super::pages::url_encode("SELECT id, attributes FROM atlassian_audit ORDER BY id");
-    let r = h.api(Method::GET, &format!("/api/v1/query?format=csv&sql={all}"), None, None).await;
+    let r = h
+        .api(
+            Method::GET,
+            &format!("/api/v1/query?format=csv&sql={all}"),
+            None,
+            None,
+        )
+        .await;
     assert_eq!(r.headers[header::CONTENT_TYPE], "text/csv; charset=utf-8");
-    assert!(r.headers[header::CONTENT_DISPOSITION].to_str().unwrap().contains("attachment"));
+    assert!(
+        r.headers[header::CONTENT_DISPOSITION]
+            .to_str()
+            .unwrap()
+            .contains("attachment")
+    );
     assert!(r.body.starts_with("id,attributes\n"));
     assert_eq!(r.body.lines().count() as u64, n + 1);
-    let r = h.api(Method::GET, &format!("/api/v1/query?format=json&download=true&max_rows=3&sql={all}"), None, None).await;
+    let r = h
+        .api(
+            Method::GET,
+            &format!("/api/v1/query?format=json&download=true&max_rows=3&sql={all}"),
+            None,
+            None,
+        )
+        .await;
     assert_eq!(r.json().as_array().unwrap().len(), 3);
     assert_eq!(r.headers["x-orgtrail-truncated"], "true");
-    let r = h.api(Method::POST, "/api/v1/query", None, Some(json!({"sql": count_sql}))).await;
+    let r = h
+        .api(
+            Method::POST,
+            "/api/v1/query",
+            None,
+            Some(json!({"sql": count_sql})),
+        )
+        .await;
     assert_eq!(r.json()["rows"][0]["n"].as_u64(), Some(n));
     // Bad queries: clear 4xx.
     for (body, field) in [
@@ -695,7 +1045,9 @@ async fn queries_search_downloads_and_alarms() {
         (json!({"sql": "SELECT 1", "format": "xml"}), "format"),
         (json!({"sql": "SELECT 1", "max_rows": 0}), "max_rows"),
     ] {
-        let r = h.api(Method::POST, "/api/v1/query", None, Some(body.clone())).await;
+        let r = h
+            .api(Method::POST, "/api/v1/query", None, Some(body.clone()))
+            .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.body);
         assert_eq!(r.json()["field"], field, "{body}");
         assert!(!r.json()["message"].as_str().unwrap().is_empty());
@@ -704,19 +1056,55 @@ async fn queries_search_downloads_and_alarms() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.json()["message"].as_str().unwrap().contains("sql"));
     // Quick search over the p_any_* columns.
-    let ip_sql = super::pages::url_encode("SELECT attributes.location.ip AS ip FROM atlassian_audit WHERE attributes.location.ip IS NOT NULL LIMIT 1");
-    let r = h.api(Method::GET, &format!("/api/v1/query?sql={ip_sql}"), None, None).await;
+    let ip_sql = super::pages::url_encode(
+        "SELECT attributes.location.ip AS ip FROM atlassian_audit WHERE attributes.location.ip IS NOT NULL LIMIT 1",
+    );
+    let r = h
+        .api(
+            Method::GET,
+            &format!("/api/v1/query?sql={ip_sql}"),
+            None,
+            None,
+        )
+        .await;
     let ip = r.json()["rows"][0]["ip"].as_str().unwrap().to_owned();
-    let r = h.api(Method::GET, &format!("/api/v1/search?q={}", super::pages::url_encode(&ip)), None, None).await;
+    let r = h
+        .api(
+            Method::GET,
+            &format!("/api/v1/search?q={}", super::pages::url_encode(&ip)),
+            None,
+            None,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert!(r.json()["row_count"].as_u64().unwrap() > 0);
-    assert!(r.json()["sql"].as_str().unwrap().contains("array_has(p_any_ip_addresses"));
-    let r = h.api(Method::GET, "/api/v1/search?q=no'such%20value", None, None).await;
-    assert_eq!((r.status, r.json()["row_count"].as_u64()), (StatusCode::OK, Some(0)), "quotes are escaped");
+    assert!(
+        r.json()["sql"]
+            .as_str()
+            .unwrap()
+            .contains("array_has(p_any_ip_addresses")
+    );
+    let r = h
+        .api(Method::GET, "/api/v1/search?q=no'such%20value", None, None)
+        .await;
+    assert_eq!(
+        (r.status, r.json()["row_count"].as_u64()),
+        (StatusCode::OK, Some(0)),
+        "quotes are escaped"
+    );
     let r = h.api(Method::GET, "/api/v1/search?q=%20", None, None).await;
-    assert_eq!((r.status, r.json()["field"].as_str()), (StatusCode::BAD_REQUEST, Some("q")));
+    assert_eq!(
+        (r.status, r.json()["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("q"))
+    );
     // Alarms: the current states, and no recorded history yet.
-    h.api(Method::PATCH, &format!("/api/v1/sources/{id}"), None, Some(json!({"dropoff_alarm_minutes": 60}))).await;
+    h.api(
+        Method::PATCH,
+        &format!("/api/v1/sources/{id}"),
+        None,
+        Some(json!({"dropoff_alarm_minutes": 60})),
+    )
+    .await;
     let r = h.api(Method::GET, "/api/v1/alarms", None, None).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json()["current"][0]["alarm"], "SOURCE_NO_DATA");
@@ -731,10 +1119,14 @@ async fn the_pages_onboard_edit_and_delete_a_source() {
     let s = h.login().await;
     let base = h.sim.base_url().to_owned();
     // Name: empty or taken names are refused with the name kept.
-    let r = h.get("/sources/new/atlassian/credentials?name=%20", Some(&s)).await;
+    let r = h
+        .get("/sources/new/atlassian/credentials?name=%20", Some(&s))
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.body.contains("enter a descriptive name"));
-    let r = h.get("/sources/new/atlassian/credentials?name=My%20org", Some(&s)).await;
+    let r = h
+        .get("/sources/new/atlassian/credentials?name=My%20org", Some(&s))
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.body.contains("Set Credentials") && r.body.contains("value=\"My org\""));
     // Credentials: a wrong key is explained, the fields are kept, the key is not.
@@ -749,12 +1141,16 @@ async fn the_pages_onboard_edit_and_delete_a_source() {
     };
     async fn post_creds(h: &mut Harness, s: &Session, fields: Vec<(&'static str, String)>) -> Resp {
         let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        h.post("/sources/new/atlassian/credentials", s, &pairs).await
+        h.post("/sources/new/atlassian/credentials", s, &pairs)
+            .await
     }
     let r = post_creds(&mut h, &s, creds(WRONG_KEY)).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.body.contains("Atlassian rejected the API key"));
-    assert!(r.body.contains(&format!("value=\"{ORG}\"")) && r.body.contains(&format!("value=\"{base}\"")));
+    assert!(
+        r.body.contains(&format!("value=\"{ORG}\""))
+            && r.body.contains(&format!("value=\"{base}\""))
+    );
     assert!(r.body.contains("value=\"2027-01-31\""));
     let mut bad_url = creds(KEY);
     bad_url[3].1 = "not a url".into();
@@ -769,40 +1165,103 @@ async fn the_pages_onboard_edit_and_delete_a_source() {
     let r = h.get(&confirm, Some(&s)).await;
     assert!(r.body.contains("The credentials were verified") && r.body.contains("Finish Setup"));
     let finish = confirm.replace("/confirm/", "/finish/");
-    let r = h.post(&finish, &s, &[("alarm_enabled", "on"), ("alarm_value", "5"), ("alarm_unit", "minutes")]).await;
+    let r = h
+        .post(
+            &finish,
+            &s,
+            &[
+                ("alarm_enabled", "on"),
+                ("alarm_value", "5"),
+                ("alarm_unit", "minutes"),
+            ],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.body.contains("between 15 minutes and 30 days"));
-    let r = h.post(&finish, &s, &[("alarm_enabled", "on"), ("alarm_value", "2"), ("alarm_unit", "days")]).await;
+    let r = h
+        .post(
+            &finish,
+            &s,
+            &[
+                ("alarm_enabled", "on"),
+                ("alarm_value", "2"),
+                ("alarm_unit", "days"),
+            ],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert!(r.location().ends_with("?msg=created"));
     let id = id_of(r.location());
     let src = h.app.store.get_source(&id).await.unwrap();
-    assert_eq!((src.name.as_str(), src.dropoff_alarm_minutes), ("My org", Some(2880)));
-    assert_eq!(src.key_expires_at.map(|t| t.to_string()), Some("2027-01-31T00:00:00Z".into()));
+    assert_eq!(
+        (src.name.as_str(), src.dropoff_alarm_minutes),
+        ("My org", Some(2880))
+    );
+    assert_eq!(
+        src.key_expires_at.map(|t| t.to_string()),
+        Some("2027-01-31T00:00:00Z".into())
+    );
     let r = h.post(&finish, &s, &[]).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "a setup finishes once");
-    let r = h.get("/sources/new/atlassian/confirm/unknown", Some(&s)).await;
+    let r = h
+        .get("/sources/new/atlassian/confirm/unknown", Some(&s))
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 
     // The detail page and its forms.
     let detail = format!("/sources/{id}");
     let r = h.get(&format!("{detail}?msg=created"), Some(&s)).await;
-    assert!(r.body.contains("collection has started") && r.body.contains("Drop-off: INSUFFICIENT_DATA"));
-    let r = h.post(&format!("{detail}/rename"), &s, &[("name", "Renamed org")]).await;
+    assert!(
+        r.body.contains("collection has started") && r.body.contains("Drop-off: INSUFFICIENT_DATA")
+    );
+    let r = h
+        .post(&format!("{detail}/rename"), &s, &[("name", "Renamed org")])
+        .await;
     assert_eq!(r.location(), format!("{detail}?msg=renamed"));
-    let r = h.post(&format!("{detail}/rename"), &s, &[("name", "")]).await;
+    let r = h
+        .post(&format!("{detail}/rename"), &s, &[("name", "")])
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.body.contains("enter a descriptive name"));
-    let r = h.post(&format!("{detail}/key"), &s, &[("api_key", WRONG_KEY)]).await;
+    let r = h
+        .post(&format!("{detail}/key"), &s, &[("api_key", WRONG_KEY)])
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.body.contains("Atlassian rejected the API key"));
-    let r = h.post(&format!("{detail}/key"), &s, &[("api_key", KEY)]).await;
+    let r = h
+        .post(&format!("{detail}/key"), &s, &[("api_key", KEY)])
+        .await;
     assert_eq!(r.location(), format!("{detail}?msg=key_rotated"));
-    let r = h.post(&format!("{detail}/alarm"), &s, &[("alarm_enabled", "on"), ("alarm_value", "x"), ("alarm_unit", "hours")]).await;
+    let r = h
+        .post(
+            &format!("{detail}/alarm"),
+            &s,
+            &[
+                ("alarm_enabled", "on"),
+                ("alarm_value", "x"),
+                ("alarm_unit", "hours"),
+            ],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    let r = h.post(&format!("{detail}/alarm"), &s, &[("alarm_value", "3"), ("alarm_unit", "hours")]).await;
+    let r = h
+        .post(
+            &format!("{detail}/alarm"),
+            &s,
+            &[("alarm_value", "3"), ("alarm_unit", "hours")],
+        )
+        .await;
     assert_eq!(r.location(), format!("{detail}?msg=alarm_saved"));
-    assert_eq!(h.app.store.get_source(&id).await.unwrap().dropoff_alarm_minutes, None, "unchecked turns it off");
+    assert_eq!(
+        h.app
+            .store
+            .get_source(&id)
+            .await
+            .unwrap()
+            .dropoff_alarm_minutes,
+        None,
+        "unchecked turns it off"
+    );
     let r = h.post(&format!("{detail}/pause"), &s, &[]).await;
     assert_eq!(r.location(), format!("{detail}?msg=paused"));
     let r = h.get(&format!("{detail}?msg=paused"), Some(&s)).await;
@@ -811,13 +1270,24 @@ async fn the_pages_onboard_edit_and_delete_a_source() {
     assert_eq!(r.location(), format!("{detail}?msg=resumed"));
     let r = h.post("/sources/nope/pause", &s, &[]).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    assert_eq!(h.get("/sources/nope", Some(&s)).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        h.get("/sources/nope", Some(&s)).await.status,
+        StatusCode::NOT_FOUND
+    );
 
     // The list, the explorer, the system errors page.
     let r = h.get("/sources", Some(&s)).await;
     assert!(r.body.contains("Renamed org") && r.body.contains("<svg"));
     h.collect(&id).await;
-    let r = h.get(&format!("/explorer?sql={}", super::pages::url_encode("SELECT count(*) AS n FROM atlassian_audit")), Some(&s)).await;
+    let r = h
+        .get(
+            &format!(
+                "/explorer?sql={}",
+                super::pages::url_encode("SELECT count(*) AS n FROM atlassian_audit")
+            ),
+            Some(&s),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.body.contains("id=\"results\"") && r.body.contains("Download CSV"));
     let r = h.get("/explorer?sql=SELEC%20x", Some(&s)).await;
@@ -827,7 +1297,10 @@ async fn the_pages_onboard_edit_and_delete_a_source() {
     assert_eq!(r.status, StatusCode::OK, "an empty search is no search");
     let r = h.get("/system-errors", Some(&s)).await;
     assert!(r.body.contains("Alarm history") && r.body.contains("No alarm transitions recorded"));
-    assert_eq!(h.get("/nowhere", Some(&s)).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        h.get("/nowhere", Some(&s)).await.status,
+        StatusCode::NOT_FOUND
+    );
 
     // Delete, with confirmation; the data stays in the lake.
     let r = h.get(&format!("{detail}/delete"), Some(&s)).await;
@@ -835,9 +1308,25 @@ async fn the_pages_onboard_edit_and_delete_a_source() {
     let r = h.post(&format!("{detail}/delete"), &s, &[]).await;
     assert_eq!(r.location(), "/sources?msg=deleted");
     assert!(h.app.store.find_source(&id).await.unwrap().is_none());
-    let r = h.api(Method::GET, &format!("/api/v1/query?sql={}", super::pages::url_encode("SELECT count(*) AS n FROM atlassian_audit")), None, None).await;
-    assert!(r.json()["rows"][0]["n"].as_u64().unwrap() > 0, "the data stays");
-    assert_eq!(h.get(&format!("{detail}/delete"), Some(&s)).await.status, StatusCode::NOT_FOUND);
+    let r = h
+        .api(
+            Method::GET,
+            &format!(
+                "/api/v1/query?sql={}",
+                super::pages::url_encode("SELECT count(*) AS n FROM atlassian_audit")
+            ),
+            None,
+            None,
+        )
+        .await;
+    assert!(
+        r.json()["rows"][0]["n"].as_u64().unwrap() > 0,
+        "the data stays"
+    );
+    assert_eq!(
+        h.get(&format!("{detail}/delete"), Some(&s)).await.status,
+        StatusCode::NOT_FOUND
+    );
     h.assert_no_key();
 }
 
@@ -852,7 +1341,10 @@ fn a_console_beyond_loopback_without_tls_is_warned_about() {
 
 #[test]
 fn last_four_only_for_long_keys() {
-    assert_eq!(super::ops::last4("abcdefghijklmnop").as_deref(), Some("mnop"));
+    assert_eq!(
+        super::ops::last4("abcdefghijklmnop").as_deref(),
+        Some("mnop")
+    );
     assert_eq!(super::ops::last4("short-key"), None);
 }
 
@@ -879,7 +1371,10 @@ async fn over_tls_the_cookies_are_secure() {
         data_dir: dir.path().to_owned(),
         collectors: None,
     };
-    let server = super::start(&args, deps, cancel.clone()).await.unwrap().unwrap();
+    let server = super::start(&args, deps, cancel.clone())
+        .await
+        .unwrap()
+        .unwrap();
     let client = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
         .resolve("localhost", server.addr)
@@ -889,9 +1384,20 @@ async fn over_tls_the_cookies_are_secure() {
     let url = format!("https://localhost:{}/setup", server.addr.port());
     let r = client.get(&url).send().await.unwrap();
     assert_eq!(r.status(), reqwest::StatusCode::OK);
-    let cookie = r.headers()[reqwest::header::SET_COOKIE].to_str().unwrap().to_owned();
-    assert!(cookie.contains("Secure") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
-    assert!(r.headers().contains_key(reqwest::header::STRICT_TRANSPORT_SECURITY));
+    let cookie = r.headers()[reqwest::header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        cookie.contains("Secure")
+            && cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(
+        r.headers()
+            .contains_key(reqwest::header::STRICT_TRANSPORT_SECURITY)
+    );
     // Plain HTTP on the TLS port gets nothing.
     let plain = reqwest::Client::new()
         .get(format!("http://127.0.0.1:{}/setup", server.addr.port()))
@@ -908,5 +1414,8 @@ fn times_read_as_ago_or_in() {
     let at = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
     assert_eq!(super::ops::ago(at("2026-01-10T11:59:30Z"), now), "30 s ago");
     assert_eq!(super::ops::ago(at("2026-01-10T10:00:00Z"), now), "2 h ago");
-    assert_eq!(super::ops::ago(at("2026-01-13T12:00:00Z"), now), "in 3 days");
+    assert_eq!(
+        super::ops::ago(at("2026-01-13T12:00:00Z"), now),
+        "in 3 days"
+    );
 }
