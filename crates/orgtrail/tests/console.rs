@@ -395,7 +395,7 @@ fn console_onboards_a_source_in_chromium() {
         assert!(rows > 0);
 
         // 7. Quick search for an IP address seen in the data.
-        b.goto("/explorer?sql=SELECT%20attributes.location.ip%20FROM%20atlassian_audit%20WHERE%20attributes.location.ip%20IS%20NOT%20NULL%20LIMIT%201").await;
+        b.goto("/explorer?sql=SELECT%20p_any_ip_addresses%5B1%5D%20AS%20ip%20FROM%20atlassian_audit%20WHERE%20p_any_ip_addresses%20IS%20NOT%20NULL%20LIMIT%201").await;
         let ip = b.find("#results tbody td").await.text().await.unwrap();
         b.goto("/explorer").await;
         b.fill("#q", ip.trim()).await;

@@ -862,8 +862,8 @@ pub const SAMPLES: &[(&str, &str)] = &[
         "SELECT p_event_time, attributes.action AS action, attributes.actor.email AS actor, attributes.location.ip AS ip\nFROM atlassian_audit\nWHERE p_occurs_since('1 day')\nORDER BY p_event_time DESC\nLIMIT 100",
     ),
     (
-        "Time range",
-        "SELECT p_event_time, attributes.action AS action, attributes.actor.email AS actor\nFROM atlassian_audit\nWHERE p_occurs_between('2025-01-01 00:00:00', '2025-01-02 00:00:00')\nORDER BY p_event_time",
+        "A time range (yesterday)",
+        "SELECT p_event_time, attributes.action AS action, attributes.actor.email AS actor\nFROM atlassian_audit\nWHERE p_occurs_between(now() - interval '2 days', now() - interval '1 day')\nORDER BY p_event_time\nLIMIT 500",
     ),
     (
         "Classification failures",

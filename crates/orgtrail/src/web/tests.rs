@@ -998,7 +998,9 @@ async fn queries_search_downloads_and_alarms() {
     assert_eq!(r.json()["status"]["health"], "healthy");
     assert_eq!(r.json()["activity"]["hourly"].as_array().unwrap().len(), 24);
     // CSV download, JSON download, POST, row limit.
-    let all = super::pages::url_encode("SELECT id, attributes FROM atlassian_audit ORDER BY id");
+    let all = super::pages::url_encode(
+        "SELECT id, attributes.action AS action FROM atlassian_audit ORDER BY id",
+    );
     let r = h
         .api(
             Method::GET,
@@ -1014,7 +1016,7 @@ async fn queries_search_downloads_and_alarms() {
             .unwrap()
             .contains("attachment")
     );
-    assert!(r.body.starts_with("id,attributes\n"));
+    assert!(r.body.starts_with("id,action\n"), "{}", r.body);
     assert_eq!(r.body.lines().count() as u64, n + 1);
     let r = h
         .api(
@@ -1035,6 +1037,18 @@ async fn queries_search_downloads_and_alarms() {
         )
         .await;
     assert_eq!(r.json()["rows"][0]["n"].as_u64(), Some(n));
+    // Every sample query of the Data Explorer runs.
+    for (title, sql) in super::ops::SAMPLES {
+        let r = h
+            .api(
+                Method::POST,
+                "/api/v1/query",
+                None,
+                Some(json!({"sql": sql})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{title}: {}", r.body);
+    }
     // Bad queries: clear 4xx.
     for (body, field) in [
         (json!({"sql": "SELEC nonsense"}), "sql"),
@@ -1057,7 +1071,7 @@ async fn queries_search_downloads_and_alarms() {
     assert!(r.json()["message"].as_str().unwrap().contains("sql"));
     // Quick search over the p_any_* columns.
     let ip_sql = super::pages::url_encode(
-        "SELECT attributes.location.ip AS ip FROM atlassian_audit WHERE attributes.location.ip IS NOT NULL LIMIT 1",
+        "SELECT p_any_ip_addresses[1] AS ip FROM atlassian_audit WHERE p_any_ip_addresses IS NOT NULL LIMIT 1",
     );
     let r = h
         .api(
@@ -1417,5 +1431,72 @@ fn times_read_as_ago_or_in() {
     assert_eq!(
         super::ops::ago(at("2026-01-13T12:00:00Z"), now),
         "in 3 days"
+    );
+}
+
+#[tokio::test]
+async fn health_and_alarm_states_follow_the_state_store() {
+    use super::status::{Health, source_status};
+    use orgtrail_state::{Checkpoint, KeyInput, NewSource, SecretString, SpoolEvent};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open_in_dir(dir.path()).await.unwrap();
+    let mut new = NewSource::new(
+        "S",
+        ORG,
+        KeyInput::Value(SecretString::from(KEY.to_owned())),
+    );
+    new.dropoff_alarm_minutes = Some(15);
+    let s = store.add_source(new).await.unwrap();
+    let now = jiff::Timestamp::now();
+    let st = source_status(&store, &s, now).await.unwrap();
+    assert_eq!(st.health, Health::Starting);
+    assert_eq!(
+        (st.alarms[0].alarm, st.alarms[0].state),
+        ("SOURCE_NO_DATA", "INSUFFICIENT_DATA")
+    );
+    // A failed poll: unhealthy, with the reason, and the failing alarm.
+    store
+        .record_error(&s.id, now, "HTTP 401: the key is invalid")
+        .await
+        .unwrap();
+    let st = source_status(&store, &s, now).await.unwrap();
+    assert_eq!(st.health, Health::Unhealthy);
+    assert_eq!(st.reason.as_deref(), Some("HTTP 401: the key is invalid"));
+    assert!(
+        st.alarms
+            .iter()
+            .any(|a| a.alarm == "SOURCE_FAILING" && a.state == "ALARM")
+    );
+    // Events arrive and a poll succeeds: healthy, drop-off OK, then ALARM once the window passes.
+    let event = SpoolEvent {
+        event_id: "e1".into(),
+        processed_at_ms: Some(now.as_millisecond()),
+        raw_json: "{}".into(),
+    };
+    let cp = Checkpoint {
+        page_seq: 1,
+        ..Checkpoint::default()
+    };
+    store.commit_page(&s.id, &[event], &cp).await.unwrap();
+    let later = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(1);
+    store.record_success(&s.id, later).await.unwrap();
+    let st = source_status(&store, &s, later).await.unwrap();
+    assert_eq!(st.health, Health::Healthy);
+    assert_eq!(st.alarms.len(), 1);
+    assert_eq!(st.alarms[0].state, "OK");
+    let st = source_status(&store, &s, later + jiff::SignedDuration::from_mins(16))
+        .await
+        .unwrap();
+    assert_eq!(st.alarms[0].state, "ALARM");
+    assert!(
+        st.alarms[0]
+            .message
+            .contains("no events received for more than 15 min")
+    );
+    // Paused wins over everything else.
+    let s = store.set_paused(&s.id, true).await.unwrap();
+    assert_eq!(
+        source_status(&store, &s, later).await.unwrap().health,
+        Health::Paused
     );
 }
