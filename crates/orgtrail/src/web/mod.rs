@@ -153,6 +153,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/sources/{id}/rename", post(pages::rename))
         .route("/sources/{id}/key", post(pages::rotate_key))
         .route("/sources/{id}/alarm", post(pages::set_alarm))
+        .route("/sources/{id}/expiry", post(pages::set_expiry))
         .route("/sources/{id}/pause", post(pages::pause))
         .route("/sources/{id}/resume", post(pages::resume))
         .route(

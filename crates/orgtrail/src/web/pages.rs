@@ -131,6 +131,7 @@ fn notice(msg: Option<&str>) -> Markup {
         Some("renamed") => "The source was renamed.",
         Some("key_rotated") => "The new API key was verified and saved.",
         Some("alarm_saved") => "The drop-off alarm was saved.",
+        Some("expiry_saved") => "The key's expiry date was saved.",
         Some("paused") => "The source is paused.",
         Some("resumed") => "The source is collecting again.",
         Some("deleted") => "The source was deleted; its data stays in the lake.",
@@ -982,6 +983,17 @@ async fn detail_response(
                         button type="submit" { "Verify and save" }
                     }
                 }
+                form #expiry method="post" action=(format!("{base}/expiry")) {
+                    (csrf_field(ident))
+                    h3 { "API key expires on" }
+                    (error_box(err_for("expiry")))
+                    div.inline {
+                        input #key_expires type="date" name="key_expires_at" aria-label="API key expires on"
+                            value=(s.key_expires_at.as_deref().map_or(String::new(), |t| t.chars().take(10).collect()));
+                        button type="submit" { "Save date" }
+                    }
+                    p.hint { "Leave empty if unknown." }
+                }
                 form #alarm method="post" action=(format!("{base}/alarm")) {
                     (csrf_field(ident))
                     h3 { "Log drop-off alarm" }
@@ -1100,6 +1112,27 @@ pub async fn rotate_key(
     };
     let r = ops::update_source(&app, &id, input).await.map(|s| s.id);
     after_edit(&app, &ident, &id, "key", r, "key_rotated").await
+}
+
+#[derive(Deserialize)]
+pub struct ExpiryForm {
+    #[serde(default)]
+    key_expires_at: String,
+}
+
+pub async fn set_expiry(
+    State(app): State<Arc<App>>,
+    Extension(ident): Extension<Identity>,
+    Path(id): Path<String>,
+    Form(f): Form<ExpiryForm>,
+) -> Response {
+    let date = Some(f.key_expires_at).filter(|d| !d.trim().is_empty());
+    let input = ops::UpdateInput {
+        key_expires_at: Some(date),
+        ..Default::default()
+    };
+    let r = ops::update_source(&app, &id, input).await.map(|s| s.id);
+    after_edit(&app, &ident, &id, "expiry", r, "expiry_saved").await
 }
 
 pub async fn set_alarm(

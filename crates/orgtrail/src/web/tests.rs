@@ -302,6 +302,7 @@ const PAGE_ROUTES: &[(&str, &str)] = &[
     ("POST", "/sources/x/rename"),
     ("POST", "/sources/x/key"),
     ("POST", "/sources/x/alarm"),
+    ("POST", "/sources/x/expiry"),
     ("POST", "/sources/x/pause"),
     ("POST", "/sources/x/resume"),
     ("GET", "/sources/x/delete"),
@@ -612,7 +613,9 @@ async fn state_changes_need_the_csrf_token_with_a_session_but_not_with_a_token()
         .unwrap();
     assert_eq!(h.send(cross).await.status, StatusCode::FORBIDDEN);
     // Forms without the field, or with a wrong one.
-    for path in ["pause", "resume", "rename", "key", "alarm", "delete"] {
+    for path in [
+        "pause", "resume", "rename", "key", "alarm", "expiry", "delete",
+    ] {
         let path = format!("/sources/{id}/{path}");
         let r = h.form(&path, Some(&s.cookie), &[("name", "x")]).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{path}");
@@ -1275,6 +1278,34 @@ async fn the_pages_onboard_edit_and_delete_a_source() {
             .dropoff_alarm_minutes,
         None,
         "unchecked turns it off"
+    );
+    let r = h
+        .post(
+            &format!("{detail}/expiry"),
+            &s,
+            &[("key_expires_at", "2028-02-29")],
+        )
+        .await;
+    assert_eq!(r.location(), format!("{detail}?msg=expiry_saved"));
+    let r = h.get(&format!("{detail}?msg=expiry_saved"), Some(&s)).await;
+    assert!(r.body.contains("value=\"2028-02-29\"") && r.body.contains("expiry date was saved"));
+    let r = h
+        .post(
+            &format!("{detail}/expiry"),
+            &s,
+            &[("key_expires_at", "someday")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("is not a date"));
+    let r = h
+        .post(&format!("{detail}/expiry"), &s, &[("key_expires_at", "")])
+        .await;
+    assert_eq!(r.location(), format!("{detail}?msg=expiry_saved"));
+    assert_eq!(
+        h.app.store.get_source(&id).await.unwrap().key_expires_at,
+        None,
+        "empty clears it"
     );
     let r = h.post(&format!("{detail}/pause"), &s, &[]).await;
     assert_eq!(r.location(), format!("{detail}?msg=paused"));
