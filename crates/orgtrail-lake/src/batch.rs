@@ -253,11 +253,16 @@ impl Lake {
     /// without its pending object was published before (or never written): skipped. Idempotent.
     pub async fn publish(&self, files: &[String]) -> Result<(), LakeError> {
         use futures::stream::{self, StreamExt, TryStreamExt};
-        // A few at a time: each local rename waits for a directory fsync.
-        stream::iter(files)
-            .map(|f| async move {
-                let path = Path::from(f.as_str());
-                self.location.rename(&pending_path(&path), &path).await
+        // A few at a time: each local rename waits for a directory fsync. (Owned values: a closure
+        // borrowing `self` makes the future's `Send` depend on a higher-ranked lifetime.)
+        let location = self.location.clone();
+        stream::iter(files.to_vec())
+            .map(move |f| {
+                let location = location.clone();
+                async move {
+                    let path = Path::from(f);
+                    location.rename(&pending_path(&path), &path).await
+                }
             })
             .buffer_unordered(16)
             .try_collect()

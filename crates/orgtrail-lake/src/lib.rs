@@ -20,7 +20,7 @@ use orgtrail_schema::{Registry, Row, Schema, SchemaError};
 pub use batch::{BatchBuffer, BufferedKey, PENDING_SUFFIX, PendingWrite};
 pub use compact::CompactReport;
 pub use ingest::{BadLine, IngestOptions, IngestReport};
-pub use query::{PARTITION_COLUMNS, QueryEngine, expand_macros};
+pub use query::{LimitedResult, PARTITION_COLUMNS, QueryEngine, expand_macros};
 pub use store::Location;
 pub use system_errors::{SYSTEM_ERRORS_TABLE, SystemErrorRecord, system_errors_schema};
 pub use write::{

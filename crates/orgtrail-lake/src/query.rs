@@ -15,6 +15,7 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::{
     BinaryExpr, Expr, Operator, TableProviderFilterPushDown, TableType, col, lit,
 };
@@ -31,6 +32,15 @@ use crate::write::{FAILURES_TABLE, failures_schema};
 
 /// The hive partition columns every table has.
 pub const PARTITION_COLUMNS: [&str; 4] = ["year", "month", "day", "hour"];
+
+/// The result of [`QueryEngine::sql_read_only`]: at most the requested number of rows.
+#[derive(Debug, Clone)]
+pub struct LimitedResult {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    /// The query had more rows than were kept.
+    pub truncated: bool,
+}
 
 /// A query session over one lake.
 pub struct QueryEngine {
@@ -106,6 +116,56 @@ impl QueryEngine {
             .await
             .map_err(|e| LakeError::Query(e.to_string()))?;
         Ok((schema, batches))
+    }
+
+    /// Runs one read-only statement for untrusted callers (the web console): DDL (`CREATE ...`),
+    /// DML (`INSERT`, `COPY ... TO`) and statements (`SET`, transactions) are refused before
+    /// anything runs. Streams the result and keeps at most `max_rows` rows; `truncated` says whether
+    /// there were more.
+    pub async fn sql_read_only(
+        &self,
+        sql: &str,
+        max_rows: usize,
+    ) -> Result<LimitedResult, LakeError> {
+        use futures::StreamExt;
+        let expanded = expand_macros(sql)?;
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let df = self
+            .ctx
+            .sql_with_options(&expanded, options)
+            .await
+            .map_err(|e| LakeError::Query(e.to_string()))?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let mut stream = df
+            .execute_stream()
+            .await
+            .map_err(|e| LakeError::Query(e.to_string()))?;
+        let mut batches = Vec::new();
+        let mut rows = 0usize;
+        let mut truncated = false;
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(|e| LakeError::Query(e.to_string()))?;
+            let room = max_rows - rows;
+            if batch.num_rows() > room {
+                truncated = true;
+                if room > 0 {
+                    batches.push(batch.slice(0, room));
+                }
+                break;
+            }
+            rows += batch.num_rows();
+            if batch.num_rows() > 0 {
+                batches.push(batch);
+            }
+        }
+        Ok(LimitedResult {
+            schema,
+            batches,
+            truncated,
+        })
     }
 
     /// The physical plan of a query, as `EXPLAIN` shows it (used to prove partition pruning).

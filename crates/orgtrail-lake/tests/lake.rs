@@ -643,3 +643,46 @@ fn streaming_ingest_stores_every_row_and_reports_bad_lines() {
         });
     }
 }
+
+#[test]
+fn read_only_queries_refuse_writes_and_stop_at_the_row_limit() {
+    let reg = registry();
+    block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path().to_str().unwrap()).unwrap();
+        let rows = atlassian_rows(&reg);
+        lake.write_rows(&reg.get("Atlassian.Audit").unwrap(), "b1", &rows)
+            .await
+            .unwrap();
+        let engine = lake.query_engine(&reg).unwrap();
+        let all = engine
+            .sql_read_only("SELECT id FROM atlassian_audit", 1_000_000)
+            .await
+            .unwrap();
+        let n: usize = all.batches.iter().map(RecordBatch::num_rows).sum();
+        assert_eq!(n, rows.len());
+        assert!(!all.truncated);
+        let cut = engine
+            .sql_read_only("SELECT id FROM atlassian_audit", 2)
+            .await
+            .unwrap();
+        let n: usize = cut.batches.iter().map(RecordBatch::num_rows).sum();
+        assert_eq!(n, 2);
+        assert!(cut.truncated && rows.len() > 2);
+        let out = dir.path().join("copied");
+        for sql in [
+            format!(
+                "COPY (SELECT id FROM atlassian_audit) TO '{}' STORED AS CSV",
+                out.display()
+            ),
+            "CREATE TABLE t AS SELECT 1".to_owned(),
+            "CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'".to_owned(),
+            "INSERT INTO atlassian_audit SELECT * FROM atlassian_audit".to_owned(),
+            "SET datafusion.execution.batch_size = 1".to_owned(),
+        ] {
+            let err = engine.sql_read_only(&sql, 10).await.unwrap_err();
+            assert!(err.to_string().contains("not supported"), "{sql}: {err}");
+        }
+        assert!(!out.exists(), "COPY must not have written anything");
+    });
+}

@@ -118,7 +118,7 @@ pub struct BackfillArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// Collect once (until caught up) and exit
+    /// Collect once (until caught up) and exit (without the web console)
     #[arg(long)]
     once: bool,
     /// Turn off the proactive request limiter (benchmarks against the simulator only: the real API
@@ -127,6 +127,8 @@ pub struct RunArgs {
     no_rate_limit: bool,
     #[command(flatten)]
     monitoring: crate::monitor_cmd::MonitorArgs,
+    #[command(flatten)]
+    console: crate::web::ConsoleArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -140,6 +142,8 @@ pub struct DemoArgs {
     /// New events per second while it runs
     #[arg(long, default_value_t = 5.0)]
     live_rate: f64,
+    #[command(flatten)]
+    console: crate::web::ConsoleArgs,
 }
 
 pub struct Ctx {
@@ -148,24 +152,24 @@ pub struct Ctx {
     pub config: PathBuf,
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")
 }
 
-async fn open_store(data_dir: &Path) -> anyhow::Result<Arc<dyn StateStore>> {
+pub(crate) async fn open_store(data_dir: &Path) -> anyhow::Result<Arc<dyn StateStore>> {
     let store = SqliteStore::open_in_dir(data_dir).await?;
     Ok(Arc::new(store))
 }
 
-fn client(base_url: &str) -> anyhow::Result<Client> {
+pub(crate) fn client(base_url: &str) -> anyhow::Result<Client> {
     Ok(Client::new(ClientConfig::with_base_url(base_url))?)
 }
 
 /// The demo's simulator has its rate limits off, so the client's proactive limiter is off too.
-fn unlimited_client(base_url: &str) -> anyhow::Result<Client> {
+pub(crate) fn unlimited_client(base_url: &str) -> anyhow::Result<Client> {
     Ok(Client::new(ClientConfig {
         rate: None,
         ..ClientConfig::with_base_url(base_url)
@@ -176,7 +180,7 @@ fn parse_when_duration(s: &str, what: &str) -> anyhow::Result<Duration> {
     orgtrail_state::parse_duration(s).map_err(|e| anyhow::anyhow!("{what} {s:?}: {e}"))
 }
 
-fn parse_date(s: &str) -> anyhow::Result<Timestamp> {
+pub(crate) fn parse_date(s: &str) -> anyhow::Result<Timestamp> {
     if let Ok(t) = s.parse::<Timestamp>() {
         return Ok(t);
     }
@@ -255,6 +259,18 @@ fn resolve(input: &KeyInput) -> anyhow::Result<ApiKey> {
     })
 }
 
+/// Checks with one live request that `key` can read the audit log of `org_id` at `base_url`: the one
+/// check behind `source add`, `source edit`, `source verify` and the web console.
+pub async fn verify_credentials(
+    base_url: &str,
+    org_id: &str,
+    key: &ApiKey,
+) -> Result<(), orgtrail_atlassian::ApiError> {
+    Client::new(ClientConfig::with_base_url(base_url))?
+        .verify(org_id, key)
+        .await
+}
+
 /// Onboards a source: the same code for `source add` and `demo`.
 pub async fn add_source(
     store: &dyn StateStore,
@@ -273,8 +289,7 @@ pub async fn add_source(
             .clone()
             .unwrap_or_else(|| orgtrail_atlassian::DEFAULT_BASE_URL.to_owned());
         let key = resolve(&new.key)?;
-        client(&base)?
-            .verify(&new.org_id, &key)
+        verify_credentials(&base, &new.org_id, &key)
             .await
             .context("the credentials did not verify; nothing was saved")?;
         eprintln!(
@@ -380,7 +395,7 @@ pub fn source(cmd: SourceCommand, ctx: &Ctx) -> anyhow::Result<ExitCode> {
             SourceCommand::Verify { name } => {
                 let s = store.get_source(&name).await?;
                 let key = ApiKey::new(orgtrail_state::resolve_key(&s)?.expose_secret());
-                client(&s.base_url)?.verify(&s.org_id, &key).await?;
+                verify_credentials(&s.base_url, &s.org_id, &key).await?;
                 println!("{}: the API key can read the audit log of organization {}", s.name, s.org_id);
             }
             SourceCommand::Edit { name, rename, settings } => {
@@ -389,7 +404,7 @@ pub fn source(cmd: SourceCommand, ctx: &Ctx) -> anyhow::Result<ExitCode> {
                 let key = key_input(&key)?;
                 if let (Some(k), false) = (&key, no_verify) {
                     let base = base_url.clone().unwrap_or_else(|| s.base_url.clone());
-                    client(&base)?.verify(&s.org_id, &resolve(k)?).await.context("the new key did not verify; nothing was changed")?;
+                    verify_credentials(&base, &s.org_id, &resolve(k)?).await.context("the new key did not verify; nothing was changed")?;
                 }
                 let update = SourceUpdate {
                     name: rename,
@@ -423,7 +438,7 @@ pub fn source(cmd: SourceCommand, ctx: &Ctx) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn engine_for(
+pub(crate) fn engine_for(
     store: Arc<dyn StateStore>,
     client: Client,
     lake: &Lake,
@@ -439,7 +454,7 @@ fn engine_for(
     ))
 }
 
-fn log_cycle(s: &Source, r: &Result<CycleReport, EngineError>) {
+pub(crate) fn log_cycle(s: &Source, r: &Result<CycleReport, EngineError>) {
     match r {
         Ok(r) => eprintln!(
             "{} source={:?}: {} page(s), {} event(s) received, {} new, {} duplicate(s), {} row(s) and {} failure(s) written",
@@ -513,12 +528,11 @@ fn shutdown_token() -> CancellationToken {
     cancel
 }
 
-/// Collects every source (until Ctrl-C, or once).
-async fn run_sources(
+/// Collects every unpaused source until it is caught up.
+async fn collect_all_once(
     store: Arc<dyn StateStore>,
     lake: &Lake,
     config: EngineConfig,
-    once: bool,
     cancel: CancellationToken,
     make_client: fn(&str) -> anyhow::Result<Client>,
     monitoring: Option<&crate::monitor_cmd::Monitoring>,
@@ -551,25 +565,65 @@ async fn run_sources(
         let hooks: Arc<dyn orgtrail_atlassian::Hooks> =
             monitoring.map_or_else(|| Arc::new(NoHooks) as _, |m| m.hooks());
         tasks.spawn(async move {
-            if once {
-                loop {
-                    let r = engine.collect_once(&s, &*hooks, &cancel).await;
-                    log_cycle(&s, &r);
-                    match r {
-                        Ok(r) if r.more => continue,
-                        Ok(_) | Err(EngineError::Cancelled) => return true,
-                        Err(_) => return false,
-                    }
+            loop {
+                let r = engine.collect_once(&s, &*hooks, &cancel).await;
+                log_cycle(&s, &r);
+                match r {
+                    Ok(r) if r.more => continue,
+                    Ok(_) | Err(EngineError::Cancelled) => return true,
+                    Err(_) => return false,
                 }
             }
-            engine
-                .run_source(&s.id, &*hooks, &cancel, &log_cycle)
-                .await
-                .is_ok()
         });
     }
     while let Some(r) = tasks.join_next().await {
         ok &= r.unwrap_or(false);
+    }
+    Ok(ok)
+}
+
+/// The daemon: collects every source (also those added later, from the console or the CLI) until
+/// Ctrl-C, and serves the web console unless `--no-console`.
+#[allow(clippy::too_many_arguments)] // plain wiring: each argument is used once
+async fn collect_and_serve(
+    store: Arc<dyn StateStore>,
+    lake: &Lake,
+    config: EngineConfig,
+    cancel: CancellationToken,
+    make_client: fn(&str) -> anyhow::Result<Client>,
+    console: &crate::web::ConsoleArgs,
+    data_dir: &Path,
+    monitoring: Option<&crate::monitor_cmd::Monitoring>,
+) -> anyhow::Result<bool> {
+    let collectors = crate::collector::Collectors::new(
+        store.clone(),
+        lake.clone(),
+        config,
+        make_client,
+        cancel.clone(),
+        monitoring,
+    );
+    let n = collectors.start_all().await?;
+    let server = crate::web::start(
+        console,
+        crate::web::Deps {
+            store,
+            lake: lake.clone(),
+            data_dir: data_dir.to_owned(),
+            collectors: Some(collectors.clone()),
+        },
+        cancel.clone(),
+    )
+    .await?;
+    if n == 0 {
+        if server.is_none() {
+            bail!("no sources to collect: add one with `orgtrail source add`");
+        }
+        eprintln!("no sources yet: add one in the console (or with `orgtrail source add`)");
+    }
+    let ok = collectors.run(crate::collector::RESCAN_EVERY).await;
+    if let Some(server) = server {
+        server.stopped().await;
     }
     Ok(ok)
 }
@@ -610,16 +664,29 @@ pub fn run(args: RunArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         let monitoring =
             crate::monitor_cmd::Monitoring::start(&args.monitoring, store.clone(), &lake, &cancel)
                 .await?;
-        let ok = run_sources(
-            store,
-            &lake,
-            EngineConfig::default(),
-            args.once,
-            cancel,
-            make_client,
-            Some(&monitoring),
-        )
-        .await;
+        let ok = if args.once {
+            collect_all_once(
+                store,
+                &lake,
+                EngineConfig::default(),
+                cancel,
+                make_client,
+                Some(&monitoring),
+            )
+            .await
+        } else {
+            collect_and_serve(
+                store,
+                &lake,
+                EngineConfig::default(),
+                cancel,
+                make_client,
+                &args.console,
+                &ctx.data_dir,
+                Some(&monitoring),
+            )
+            .await
+        };
         monitoring.finish().await;
         let ok = ok?;
         Ok(if ok {
@@ -685,7 +752,7 @@ pub fn demo(args: DemoArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
         println!("\nthe lake is {}; try:\n  orgtrail --lake {} query \"SELECT attributes.action, count(*) FROM atlassian_audit GROUP BY 1 ORDER BY 2 DESC\"", lake.location().display, lake.location().display);
         if !args.once {
             eprintln!("\ncollecting live events every 5 s; Ctrl-C stops");
-            run_sources(store, &lake, config, false, cancel, unlimited_client, None).await?;
+            collect_and_serve(store, &lake, config, cancel, unlimited_client, &args.console, &dir, None).await?;
         }
         let _ = sim.shutdown().await;
         Ok(ExitCode::SUCCESS)

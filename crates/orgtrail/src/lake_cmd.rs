@@ -233,7 +233,9 @@ pub fn query(args: QueryArgs, lake_url: &str) -> anyhow::Result<ExitCode> {
 }
 
 /// CSV cannot hold structs or lists: render those columns as text (`{action: x, ...}`, `[a, b]`).
-fn flatten_nested(batch: &arrow::array::RecordBatch) -> anyhow::Result<arrow::array::RecordBatch> {
+pub(crate) fn flatten_nested(
+    batch: &arrow::array::RecordBatch,
+) -> anyhow::Result<arrow::array::RecordBatch> {
     use std::sync::Arc;
 
     use arrow::array::{Array, ArrayRef, StringArray};

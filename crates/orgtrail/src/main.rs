@@ -2,11 +2,13 @@
 //! normalized as Panther does it.
 
 mod collect_cmd;
+mod collector;
 mod http;
 mod lake_cmd;
 mod monitor_cmd;
 mod parse;
 mod schema_cmd;
+mod web;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -103,6 +105,9 @@ enum Command {
     Lake(lake_cmd::LakeCommand),
     /// Run SQL over the data lake (DataFusion)
     Query(lake_cmd::QueryArgs),
+    /// The web console's admin password and API tokens
+    #[command(subcommand)]
+    Console(web::cli::ConsoleCommand),
     /// Run the Atlassian Organizations API simulator (for tests, benchmarks and demos)
     Sim(Box<orgtrail_sim::SimArgs>),
     /// Print the data directory, lake and configuration file orgtrail would use
@@ -164,6 +169,10 @@ fn main() -> ExitCode {
             .globals
             .lake()
             .and_then(|lake| lake_cmd::query(args, &lake)),
+        Command::Console(cmd) => cli
+            .globals
+            .data_dir()
+            .and_then(|dir| web::cli::run(cmd, &dir)),
         Command::Sim(args) => sim(*args),
         Command::Paths => paths(&cli.globals),
     };
