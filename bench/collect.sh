@@ -28,5 +28,5 @@ STORED=$("$BIN" --data-dir "$WORK" query --format csv "SELECT (SELECT count(*) F
 kill $SIM; trap - EXIT
 python3 -c "print(f'orgtrail: $N events in {float(\"$ELAPSED\"):.1f} s = {$N/float(\"$ELAPSED\"):,.0f} events/s, peak RSS {int(\"$RSS\")/1024:,.0f} MB (in the lake: $STORED)')"
 if [ -z "${BENCH_SKIP_GROVE:-}" ]; then
-  BENCH_EVENTS="$N" bench/grove/grove.sh | tail -2
+  BENCH_EVENTS="$N" bench/grove/grove.sh | tail -3
 fi

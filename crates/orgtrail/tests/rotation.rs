@@ -1,0 +1,371 @@
+//! A key revoked while `orgtrail run` is collecting: the daemon reports the auth failure with the
+//! remedy and stops calling the API for that source; `orgtrail source edit --api-key-file` with a
+//! valid key, while the same `run` keeps going, resumes collection; in the end the lake holds every
+//! event of the simulator's ground truth exactly once, and no output ever shows a key.
+//!
+//! The simulator revokes keys per org (`/_sim/orgs/{org}/revoke-keys` revokes every key of the org,
+//! `restore-keys` restores them all): it cannot revoke the old key while a new one stays valid. So the
+//! test restores the org's keys before the edit (and checks that this alone does not make the
+//! daemon call the API again: it waits for the edit), then switches the source to the second key
+//! (`--org-key`) and deletes the old key's file, so collection can only resume through the edit.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const ORG: &str = "11111111-2222-3333-4444-555555555555";
+const OLD_KEY: &str = "rotation-old-key-4b1d8e93c7f2";
+const NEW_KEY: &str = "rotation-new-key-9a2f6c01e5d8";
+const NAME: &str = "Rotation test";
+const HISTORY: usize = 3000;
+const LIVE: usize = 1000;
+const BIN: &str = env!("CARGO_BIN_EXE_orgtrail");
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http(port: u16, method: &str, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
+    )
+    .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    body.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())
+}
+
+fn admin_post(port: u16, path: &str) {
+    let body = http(port, "POST", path).unwrap_or_else(|| panic!("POST {path} failed"));
+    assert!(!body.contains("error"), "POST {path}: {body}");
+}
+
+fn orgtrail(data: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env_remove("ORGTRAIL_LAKE")
+        .env_remove("ORGTRAIL_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn truth_ids(port: u16) -> Vec<String> {
+    let body = http(
+        port,
+        "GET",
+        &format!("/_sim/orgs/{ORG}/events?idsOnly=true"),
+    )
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// `events-stream` requests the simulator answered, by status.
+fn stream_requests(port: u16) -> BTreeMap<u64, u64> {
+    let body = http(port, "GET", "/_sim/stats").unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let mut by_status = BTreeMap::new();
+    for r in v["requests"].as_array().unwrap() {
+        if r["endpoint"] == "events-stream" {
+            *by_status.entry(r["status"].as_u64().unwrap()).or_default() +=
+                r["count"].as_u64().unwrap();
+        }
+    }
+    by_status
+}
+
+/// Every event id in the lake (rows and classification failures) with how often it appears.
+fn lake_ids(data: &Path, outputs: &mut Vec<String>) -> BTreeMap<String, usize> {
+    let mut ids = BTreeMap::new();
+    for sql in [
+        "SELECT id FROM atlassian_audit",
+        "SELECT regexp_replace(payload, '^.*?\"id\":\"([^\"]+)\".*$', '\\1') AS id FROM classification_failures",
+    ] {
+        let out = orgtrail(data, &["query", "--format", "csv", sql]);
+        assert!(out.status.success(), "{sql}: {}", text(&out));
+        for line in String::from_utf8_lossy(&out.stdout).lines().skip(1) {
+            *ids.entry(line.trim().to_owned()).or_default() += 1;
+        }
+        outputs.push(text(&out));
+    }
+    ids
+}
+
+fn wait_until(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(Instant::now() < deadline, "gave up waiting: {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn a_key_revoked_mid_run_stops_the_source_until_edited_then_collection_resumes_without_loss() {
+    let data = tempfile::tempdir().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let old_key_file = keys.path().join("old.key");
+    let new_key_file = keys.path().join("new.key");
+    for (file, key) in [(&old_key_file, OLD_KEY), (&new_key_file, NEW_KEY)] {
+        std::fs::write(file, format!("{key}\n")).unwrap();
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    // The simulator: the org's first key (the old one) and a second, new one; live events keep
+    // arriving (40/s for 25 s) through the revocation and the edit.
+    let port = free_port();
+    let sim_out = keys.path().join("sim.out");
+    let sim = Killed(
+        Command::new(BIN)
+            .args([
+                "sim",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--org",
+                ORG,
+            ])
+            .args(["--org-key", &format!("{ORG}={NEW_KEY}")])
+            .args(["--events", &HISTORY.to_string(), "--seed", "9"])
+            .args(["--live-rate", "40/s"])
+            .args(["--live-max-events", &LIVE.to_string(), "--no-rate-limit"])
+            .env("ORGTRAIL_SIM_KEY", OLD_KEY)
+            .stdout(File::create(&sim_out).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_until("the simulator starts", 60, || {
+        http(port, "GET", "/_sim/health").is_some()
+    });
+    let mut outputs = Vec::new();
+
+    let add = orgtrail(
+        data.path(),
+        &[
+            "source",
+            "add",
+            "--name",
+            NAME,
+            "--org-id",
+            ORG,
+            "--api-key-file",
+            old_key_file.to_str().unwrap(),
+            "--base-url",
+            &format!("http://127.0.0.1:{port}"),
+            "--poll-interval",
+            "1s",
+            "--no-input",
+        ],
+    );
+    assert!(add.status.success(), "{}", text(&add));
+    outputs.push(text(&add));
+
+    // `orgtrail run` collects live; its output goes to files the test reads while it runs.
+    let run_out = keys.path().join("run.out");
+    let run_err = keys.path().join("run.err");
+    let mut run = Killed(
+        Command::new(BIN)
+            .arg("--data-dir")
+            .arg(data.path())
+            .arg("run")
+            .env_remove("ORGTRAIL_LAKE")
+            .env_remove("ORGTRAIL_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(File::create(&run_out).unwrap())
+            .stderr(File::create(&run_err).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let run_stderr = || std::fs::read_to_string(&run_err).unwrap_or_default();
+
+    // Live collection is under way: the history is in the lake.
+    wait_until("the history reaches the lake", 120, || {
+        lake_ids(data.path(), &mut Vec::new()).len() >= HISTORY
+    });
+
+    // Revoke the key mid-run: the daemon says why and how to fix it...
+    admin_post(port, &format!("/_sim/orgs/{ORG}/revoke-keys"));
+    wait_until("run reports the auth failure", 60, || {
+        run_stderr().contains("invalid, revoked or expired")
+    });
+    // The cycle's summary line names the source, the cause and the remedy.
+    let summary = format!("source={NAME:?}: error: ");
+    wait_until("the failed cycle's summary line", 30, || {
+        run_stderr().contains(&summary)
+    });
+    let err = run_stderr();
+    let line = err.lines().find(|l| l.contains(&summary)).unwrap();
+    assert!(line.contains("invalid, revoked or expired"), "{line}");
+    assert!(line.contains("HTTP 401"), "{line}");
+    assert!(
+        line.contains("orgtrail source edit") && line.contains("--api-key-file"),
+        "the remedy is missing: {line}"
+    );
+    // ...and stops calling the API for that source: one 401 (never retried), then nothing. A
+    // hammering daemon would send a request at least every poll interval (1 s) or error backoff;
+    // it is given several of those to show itself.
+    let after_401 = stream_requests(port);
+    assert_eq!(after_401.get(&401), Some(&1), "{after_401:?}");
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        stream_requests(port),
+        after_401,
+        "the stopped source called the API again"
+    );
+
+    // A new key is checked before it is saved: while the org's keys are revoked, the edit fails
+    // and changes nothing.
+    let refused = orgtrail(
+        data.path(),
+        &[
+            "source",
+            "edit",
+            NAME,
+            "--api-key-file",
+            new_key_file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("nothing was changed"),
+        "{}",
+        text(&refused)
+    );
+    outputs.push(text(&refused));
+    let show = orgtrail(data.path(), &["source", "show", NAME]);
+    assert!(
+        text(&show).contains(&format!("file:{}", old_key_file.display())),
+        "{}",
+        text(&show)
+    );
+    outputs.push(text(&show));
+
+    // The keys work again at the API (see the module comment), but the source waits for the edit.
+    admin_post(port, &format!("/_sim/orgs/{ORG}/restore-keys"));
+    let before_edit = stream_requests(port);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        stream_requests(port),
+        before_edit,
+        "the source resumed without an edit"
+    );
+
+    // Rotate to the new key while `run` keeps running; the old key's file goes away, so only the
+    // edited source can collect.
+    let edit = orgtrail(
+        data.path(),
+        &[
+            "source",
+            "edit",
+            NAME,
+            "--api-key-file",
+            new_key_file.to_str().unwrap(),
+        ],
+    );
+    assert!(edit.status.success(), "{}", text(&edit));
+    outputs.push(text(&edit));
+    std::fs::remove_file(&old_key_file).unwrap();
+    let err_len = run_stderr().len();
+
+    // Collection resumes: every live event arrives, and the lake catches up with the ground truth.
+    wait_until("every live event exists", 120, || {
+        truth_ids(port).len() >= HISTORY + LIVE
+    });
+    wait_until("the lake catches up", 120, || {
+        lake_ids(data.path(), &mut Vec::new())
+            .values()
+            .sum::<usize>()
+            >= HISTORY + LIVE
+    });
+    let resumed = run_stderr()[err_len..].to_owned();
+    assert!(
+        resumed.contains(&format!("source={NAME:?}: ")) && !resumed.contains("error"),
+        "run after the edit: {resumed}"
+    );
+    assert!(
+        stream_requests(port).get(&200) > before_edit.get(&200),
+        "no request after the edit"
+    );
+
+    // SIGTERM: the daemon stops cleanly.
+    let term = Command::new("kill")
+        .args(["-TERM", &run.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = run.0.wait().unwrap();
+    assert!(
+        status.success(),
+        "run exited with {status}: {}",
+        run_stderr()
+    );
+
+    // Every event exactly once: same ids, same count, nothing doubled.
+    let truth: BTreeMap<String, usize> = truth_ids(port).into_iter().map(|id| (id, 1)).collect();
+    assert_eq!(truth.len(), HISTORY + LIVE);
+    let lake = lake_ids(data.path(), &mut outputs);
+    let doubled: Vec<_> = lake.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(doubled.is_empty(), "duplicates in the lake: {doubled:?}");
+    let missing: Vec<_> = truth
+        .keys()
+        .filter(|id| !lake.contains_key(*id))
+        .take(5)
+        .collect();
+    assert!(missing.is_empty(), "missing from the lake: {missing:?}");
+    let extra: Vec<_> = lake
+        .keys()
+        .filter(|id| !truth.contains_key(*id))
+        .take(5)
+        .collect();
+    assert!(extra.is_empty(), "not in the ground truth: {extra:?}");
+    assert_eq!(lake.values().sum::<usize>(), truth.len());
+
+    // No key in any output: the daemon's, the simulator's, every command's.
+    drop(sim);
+    outputs.push(std::fs::read_to_string(&run_out).unwrap());
+    outputs.push(run_stderr());
+    outputs.push(std::fs::read_to_string(&sim_out).unwrap());
+    for o in &outputs {
+        for key in [OLD_KEY, NEW_KEY] {
+            assert!(!o.contains(key), "a key leaked: {o}");
+        }
+    }
+}
