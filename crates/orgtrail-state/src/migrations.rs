@@ -96,20 +96,22 @@ CREATE TABLE source_health (
         // flushed are not carried over (no release ever shipped version 1).
         sql: r#"
 CREATE TABLE seen (
-    source_id TEXT NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
-    event_id  TEXT NOT NULL,
-    at_ms     INTEGER NOT NULL,
-    batch_id  TEXT NOT NULL,
+    source_id  TEXT NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
+    event_id   TEXT NOT NULL,
+    at_ms      INTEGER NOT NULL,
+    -- lake_batches.seq (0: claimed before version 3); an integer keeps the rows small.
+    batch_seq  INTEGER NOT NULL,
     PRIMARY KEY (source_id, event_id)
 ) WITHOUT ROWID;
-INSERT INTO seen (source_id, event_id, at_ms, batch_id)
-    SELECT source_id, event_id, COALESCE(processed_at_ms, received_at_ms), COALESCE(batch_id, '')
+INSERT INTO seen (source_id, event_id, at_ms, batch_seq)
+    SELECT source_id, event_id, COALESCE(processed_at_ms, received_at_ms), 0
     FROM spool WHERE raw_json IS NULL;
 DROP TABLE spool;
 DROP TABLE batches;
 
 CREATE TABLE lake_batches (
-    batch_id        TEXT PRIMARY KEY,
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    batch_id        TEXT NOT NULL UNIQUE,
     source_id       TEXT NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
     created_at_ms   INTEGER NOT NULL,
     files           TEXT NOT NULL,

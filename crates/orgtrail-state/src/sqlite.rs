@@ -763,23 +763,23 @@ impl StateStore for SqliteStore {
             .map_err(|e| StateError::InvalidArgument(format!("batch ids: {e}")))?;
         let mut tx = self.begin("beginning a lake batch").await?;
         Self::require_source(&mut tx, source_id).await?;
-        sqlx::query(
-            "INSERT INTO lake_batches (batch_id, source_id, created_at_ms, files) VALUES (?1, ?2, ?3, ?4)",
+        let seq: i64 = sqlx::query_scalar(
+            "INSERT INTO lake_batches (batch_id, source_id, created_at_ms, files) VALUES (?1, ?2, ?3, ?4) RETURNING seq",
         )
         .bind(batch_id)
         .bind(source_id)
         .bind(now)
         .bind(files_json)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await
         .map_err(StateError::db("recording a lake batch"))?;
         let claimed: Vec<String> = sqlx::query_scalar(
-            "INSERT INTO seen (source_id, event_id, at_ms, batch_id) \
+            "INSERT INTO seen (source_id, event_id, at_ms, batch_seq) \
              SELECT ?1, value ->> 0, value ->> 1, ?2 FROM json_each(?3) WHERE true \
              ON CONFLICT (source_id, event_id) DO NOTHING RETURNING event_id",
         )
         .bind(source_id)
-        .bind(batch_id)
+        .bind(seq)
         .bind(keys_json)
         .fetch_all(&mut *tx)
         .await
@@ -852,7 +852,7 @@ impl StateStore for SqliteStore {
     async fn unfinished_batches(&self, source_id: &str) -> Result<Vec<UnfinishedBatch>> {
         let rows = sqlx::query(
             "SELECT batch_id, files, committed_at_ms FROM lake_batches \
-             WHERE source_id = ?1 AND finished_at_ms IS NULL ORDER BY created_at_ms, rowid",
+             WHERE source_id = ?1 AND finished_at_ms IS NULL ORDER BY seq",
         )
         .bind(source_id)
         .fetch_all(&self.pool)
@@ -891,10 +891,10 @@ impl StateStore for SqliteStore {
             }
             Some(None) => {}
         }
-        // No index on batch_id: a crash recovery is rare, a scan is fine.
+        // No index on batch_seq: a crash recovery is rare, a scan is fine.
         for (sql, ctx) in [
             (
-                "DELETE FROM seen WHERE batch_id = ?1",
+                "DELETE FROM seen WHERE batch_seq = (SELECT seq FROM lake_batches WHERE batch_id = ?1)",
                 "releasing a batch's ids",
             ),
             (
@@ -938,7 +938,7 @@ impl StateStore for SqliteStore {
         let mut tx = self.begin("pruning seen event ids").await?;
         let n = sqlx::query(
             "DELETE FROM seen WHERE at_ms < ?1 \
-             AND batch_id NOT IN (SELECT batch_id FROM lake_batches WHERE committed_at_ms IS NULL)",
+             AND batch_seq NOT IN (SELECT seq FROM lake_batches WHERE committed_at_ms IS NULL)",
         )
         .bind(before_ms)
         .execute(&mut *tx)
