@@ -628,7 +628,32 @@ async fn collect_and_serve(
     Ok(ok)
 }
 
+/// One collector per data directory: two would each run their own rate limiter against the same
+/// keys (twice the request budget) and race on the same sources. Held until the process exits.
+fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let path = data_dir.join("run.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "another `orgtrail run` is already collecting with the data directory {}; stop it first (one collector per data directory), or use another --data-dir",
+            data_dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
 pub fn run(args: RunArgs, ctx: &Ctx) -> anyhow::Result<ExitCode> {
+    let _lock = lock_data_dir(&ctx.data_dir)?;
     let rt = runtime()?;
     rt.block_on(async {
         let store = open_store(&ctx.data_dir).await?;

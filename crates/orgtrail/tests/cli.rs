@@ -1,4 +1,4 @@
-//! End-to-end tests of the `orgtrail` schema and parse commands, run as a user would.
+//! End-to-end tests of the `orgtrail` commands that need no simulator, run as a user would.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -236,4 +236,48 @@ fn paths_follow_the_global_options() {
         s.contains("data dir: /x/orgtrail") && s.contains("lake:     s3://bucket/prefix"),
         "{s}"
     );
+}
+
+#[test]
+fn a_second_collector_on_the_same_data_directory_is_refused() {
+    let dir = std::env::temp_dir().join(format!("orgtrail-cli-lock-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let data_dir = dir.to_str().unwrap();
+    // Another `orgtrail run` holds the data directory (the lock is an advisory file lock).
+    let held = std::fs::File::create(dir.join("run.lock")).unwrap();
+    held.lock().unwrap();
+    let out = orgtrail(
+        &[
+            "--data-dir",
+            data_dir,
+            "run",
+            "--once",
+            "--metrics-listen",
+            "none",
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("another `orgtrail run` is already collecting") && err.contains(data_dir),
+        "{err}"
+    );
+    // Once released, the next run gets past the lock (and stops on the next problem: no source).
+    drop(held);
+    let out = orgtrail(
+        &[
+            "--data-dir",
+            data_dir,
+            "run",
+            "--once",
+            "--metrics-listen",
+            "none",
+        ],
+        "",
+    );
+    let err = text(&out.stderr);
+    assert!(!err.contains("already collecting"), "{err}");
+    assert!(err.contains("no sources"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
