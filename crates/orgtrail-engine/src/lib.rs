@@ -273,7 +273,6 @@ impl Engine {
                 key: &key,
                 hooks,
                 cancel,
-                daemon: true,
             };
             match self
                 .walk(walk, cycle, Some(&mut ckpt), &mut report, &|_| {})
@@ -364,6 +363,9 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Fetched>(FETCH_AHEAD_PAGES);
         let page_limit = self.client.config().page_limit as usize;
+        // The daemon's walk (it carries the checkpoint) ends on a short page; a backfill's walks
+        // to the end of the stream.
+        let daemon = ckpt.is_some();
         let fetch = async {
             // Owned by the fetcher: dropping it when the walk ends closes the channel.
             let tx = tx;
@@ -383,7 +385,7 @@ impl Engine {
                             _ => cycle.last_cursor().map(str::to_owned),
                         };
                         let short = page.events.len() < page_limit;
-                        let last = w.daemon && short;
+                        let last = daemon && short;
                         if tx.send(Fetched::Page(page, cursor)).await.is_err() || last {
                             // A short page means caught up for now: with steady live arrivals the
                             // stream may never return an empty page, so the cycle ends here and the
@@ -392,7 +394,7 @@ impl Engine {
                         }
                         continue;
                     }
-                    Ok(None) if !w.daemon && cycle.end() == Some(CycleEnd::PageCap) => {
+                    Ok(None) if !daemon && cycle.end() == Some(CycleEnd::PageCap) => {
                         // A backfill keeps walking from where the cap stopped it.
                         match cycle.resume_request() {
                             Some(next) => {
@@ -593,7 +595,6 @@ impl Engine {
             key: &key,
             hooks,
             cancel,
-            daemon: false,
         };
         self.walk(walk, cycle, None, &mut report, progress).await?;
         Ok(report)
@@ -654,14 +655,12 @@ impl Engine {
 /// Pages fetched ahead of the one being normalized.
 const FETCH_AHEAD_PAGES: usize = 2;
 
-/// One walk of the stream: whose, with which key, and whether it is the daemon's (ends on a short
-/// page, advances the checkpoint) or a backfill's (walks to the end, checkpoint untouched).
+/// One walk of the stream: whose, and with which key.
 struct Walk<'a> {
     source: &'a Source,
     key: &'a ApiKey,
     hooks: &'a dyn Hooks,
     cancel: &'a CancellationToken,
-    daemon: bool,
 }
 
 /// What the fetcher hands to the processor.

@@ -265,22 +265,30 @@ async fn the_writer_lock_is_exclusive_across_handles() {
     let store = open(&dir).await;
     let s = add(&store, "a").await;
     let other = open(&dir).await;
+    // The lock is an advisory file lock in `<data-dir>/locks`: while it is held, nobody else
+    // (another handle, another process) can take it.
+    let lock_file = || {
+        let locks = dir.path().join("locks");
+        let path = std::fs::read_dir(&locks)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        std::fs::OpenOptions::new().write(true).open(path).unwrap()
+    };
     let held = store.lock_writer(&s.id).await.unwrap();
-    let (tx, mut rx) = tokio::sync::oneshot::channel();
-    let id = s.id.clone();
-    let waiter = tokio::spawn(async move {
-        let lock = other.lock_writer(&id).await.unwrap();
-        let _ = tx.send(());
-        lock
-    });
-    // The second taker waits while the first holds the lock...
-    tokio::task::yield_now().await;
-    for _ in 0..20 {
-        tokio::task::yield_now().await;
-        assert!(rx.try_recv().is_err());
-    }
-    // ...and gets it once released.
+    assert!(matches!(
+        lock_file().try_lock(),
+        Err(std::fs::TryLockError::WouldBlock)
+    ));
+    // Released on drop: another handle takes it, and then it is held again.
     drop(held);
-    let lock = waiter.await.unwrap();
-    drop(lock);
+    let again = other.lock_writer(&s.id).await.unwrap();
+    assert!(matches!(
+        lock_file().try_lock(),
+        Err(std::fs::TryLockError::WouldBlock)
+    ));
+    drop(again);
+    lock_file().try_lock().unwrap();
 }

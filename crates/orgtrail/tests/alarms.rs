@@ -7,34 +7,17 @@
 //! notification with the remedy; `orgtrail alarms`, `orgtrail source health`, `/metrics`,
 //! `/healthz`, `/readyz` and `system_errors` show them; the API key is in none of these outputs.
 
+mod common;
+
+use common::{BIN, Killed, free_port, orgtrail, text};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const ORG: &str = "11111111-2222-3333-4444-555555555555";
 const KEY: &str = "cli-alarm-key-3e9b1f7c60";
-const BIN: &str = env!("CARGO_BIN_EXE_orgtrail");
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn http(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
@@ -81,34 +64,6 @@ fn receiver() -> (u16, Arc<Mutex<Vec<String>>>) {
         }
     });
     (port, bodies)
-}
-
-fn orgtrail(data: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .env_remove("ORGTRAIL_LAKE")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn wait_for_notification(bodies: &Arc<Mutex<Vec<String>>>, alarm: &str) -> serde_json::Value {

@@ -6,15 +6,17 @@
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`scripts/test` installs them).
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::{BIN, Killed, free_port};
 use fantoccini::{Client, ClientBuilder, Locator};
 
-const BIN: &str = env!("CARGO_BIN_EXE_orgtrail");
 const ORG: &str = "0b5f6a52-4a8e-4c1e-9a43-3c2d1e0f9a77";
 /// Long and unusual, so finding it anywhere is a leak.
 const KEY: &str = "ATCTT3xFfGN0-console-e2e-secret-key-7Q9zK2mW4pL6";
@@ -23,23 +25,6 @@ const PASSWORD: &str = "correct horse battery staple";
 const SOURCE: &str = "My Atlassian Event logs";
 /// Generous bound for anything to happen; never a timing assertion.
 const PATIENCE: Duration = Duration::from_secs(60);
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn find_program(names: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;

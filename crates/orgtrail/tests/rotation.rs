@@ -9,13 +9,16 @@
 //! daemon call the API again: it waits for the edit), then switches the source to the second key
 //! (`--org-key`) and deletes the old key's file, so collection can only resume through the edit.
 
+mod common;
+
+use common::{BIN, Killed, free_port, text};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const ORG: &str = "11111111-2222-3333-4444-555555555555";
@@ -24,25 +27,6 @@ const NEW_KEY: &str = "rotation-new-key-9a2f6c01e5d8";
 const NAME: &str = "Rotation test";
 const HISTORY: usize = 3000;
 const LIVE: usize = 1000;
-const BIN: &str = env!("CARGO_BIN_EXE_orgtrail");
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn http(port: u16, method: &str, path: &str) -> Option<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
@@ -73,14 +57,6 @@ fn orgtrail(data: &Path, args: &[&str]) -> Output {
         .stderr(Stdio::piped())
         .output()
         .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn truth_ids(port: u16) -> Vec<String> {
