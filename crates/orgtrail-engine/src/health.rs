@@ -174,12 +174,35 @@ pub async fn source_health_report(
         .unwrap_or(now);
     let last_hour = store.activity_since(&source.id, hour).await?;
     let last_day = store.activity_since(&source.id, day).await?;
-    let alarms: Vec<AlarmView> = store
+    let mut alarms: Vec<AlarmView> = store
         .alarms(Some(&source.id))
         .await?
         .into_iter()
         .map(|a| alarm_view(a, &source.name))
         .collect();
+    // A drop-off alarm set but not evaluated yet (the monitor runs with `orgtrail run`) has no
+    // data to judge: Panther's INSUFFICIENT_DATA.
+    if let Some(minutes) = source.dropoff_alarm_minutes
+        && !alarms.iter().any(|a| a.alarm == AlarmKind::NoData)
+    {
+        alarms.insert(
+            0,
+            AlarmView {
+                source_id: source.id.clone(),
+                source_name: source.name.clone(),
+                alarm: AlarmKind::NoData,
+                state: AlarmState::InsufficientData,
+                since: source.updated_at,
+                evaluated_at: now,
+                threshold_minutes: Some(minutes),
+                stage: None,
+                message: format!(
+                    "no events received yet since the alarm was set ({minutes} min threshold); not evaluated yet"
+                ),
+                remedy: None,
+            },
+        );
+    }
     let newest_processed_at = ck
         .as_ref()
         .and_then(|c| c.checkpoint.max_processed_at_ms)

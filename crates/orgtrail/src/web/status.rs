@@ -6,7 +6,7 @@
 
 use jiff::Timestamp;
 use orgtrail_engine::{HealthStatus, SourceHealthReport};
-use orgtrail_state::{AlarmKind, Source, StateStore};
+use orgtrail_state::{Source, StateStore};
 use serde::Serialize;
 
 /// Overall health of a source.
@@ -102,7 +102,7 @@ fn from_report(r: SourceHealthReport) -> SourceStatus {
         HealthStatus::Paused => Health::Paused,
         HealthStatus::Pending => Health::Starting,
     };
-    let mut alarms: Vec<AlarmState> = r
+    let alarms: Vec<AlarmState> = r
         .alarms
         .into_iter()
         .map(|a| AlarmState {
@@ -111,22 +111,6 @@ fn from_report(r: SourceHealthReport) -> SourceStatus {
             message: with_remedy(a.message, a.remedy),
         })
         .collect();
-    // A drop-off alarm set but not evaluated yet (the monitor runs with `orgtrail run`) has no
-    // data to judge: Panther's INSUFFICIENT_DATA.
-    if let Some(minutes) = r.dropoff_alarm_minutes
-        && !alarms.iter().any(|a| a.alarm == AlarmKind::NoData.as_str())
-    {
-        alarms.insert(
-            0,
-            AlarmState {
-                alarm: AlarmKind::NoData.as_str(),
-                state: orgtrail_state::AlarmState::InsufficientData.as_str(),
-                message: format!(
-                    "no events received yet since the alarm was set ({minutes} min threshold)"
-                ),
-            },
-        );
-    }
     SourceStatus {
         health,
         reason: (!r.reasons.is_empty()).then(|| r.reasons.join("; ")),
