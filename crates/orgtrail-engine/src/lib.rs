@@ -9,7 +9,7 @@
 //! A crash anywhere loses nothing (the cursor only moves with a committed batch, and the next writer
 //! publishes or discards what a crash left) and duplicates nothing (an id is claimed by one batch).
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -361,7 +361,7 @@ impl Engine {
         report: &mut CycleReport,
         progress: &(dyn Fn(&CycleReport) + Sync),
     ) -> Result<(), EngineError> {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Fetched>(FETCH_AHEAD_PAGES);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Fetched>(FETCH_AHEAD_PAGES);
         let page_limit = self.client.config().page_limit as usize;
         // The daemon's walk (it carries the checkpoint) ends on a short page; a backfill's walks
         // to the end of the stream.
@@ -413,13 +413,26 @@ impl Engine {
                 return;
             }
         };
+        // The processor normalizes pages into the buffer and hands full buffers to the writer, which
+        // writes them one after the other (in order: each batch's checkpoint follows the last one's)
+        // while the next buffer fills.
+        let report = std::sync::Mutex::new(report);
+        let (batch_tx, batch_rx) =
+            tokio::sync::mpsc::channel::<(BatchBuffer, Option<Checkpoint>)>(1);
+        // Each stage owns its receiving end, so a stage that stops (an error) stops the one feeding it.
         let process = async {
+            let (mut rx, batch_tx) = (rx, batch_tx);
             let normalizer = Arc::new(
                 Normalizer::new(self.schema.clone())
                     .with_source(Some(w.source.id.clone()), Some(w.source.name.clone())),
             );
             let mut buffer = BatchBuffer::new(self.schema.clone());
             let mut buffered: HashSet<String> = HashSet::new();
+            // The checkpoint as it was before each page still buffered, oldest first: a batch that
+            // holds sparse hours back saves the one before the oldest page it holds back.
+            let mut before_page: VecDeque<(u64, Checkpoint)> = VecDeque::new();
+            let mut page_no = 0u64;
+            let mut holds = 0u32;
             let mut failed = None;
             while let Some(item) = rx.recv().await {
                 let (page, cursor) = match item {
@@ -429,9 +442,12 @@ impl Engine {
                         break;
                     }
                 };
-                report.pages += 1;
-                report.received += page.events.len() as u64;
+                page_no += 1;
+                if let Some(c) = ckpt.as_deref() {
+                    before_page.push_back((page_no, c.clone()));
+                }
                 self.observer.page_received(w.source, &page.events); // hook: health/alarms/metrics
+                let (received, mut duplicates) = (page.events.len() as u64, 0);
                 let mut fresh = Vec::with_capacity(page.events.len());
                 for e in page.events {
                     let id = event_id(&e);
@@ -442,39 +458,85 @@ impl Engine {
                     if buffered.insert(id.clone()) {
                         fresh.push((id, processed, e.raw));
                     } else {
-                        report.duplicates += 1;
+                        duplicates += 1;
                     }
+                }
+                {
+                    let mut r = report
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    r.pages += 1;
+                    r.received += received;
+                    r.duplicates += duplicates;
                 }
                 if let Some(c) = ckpt.as_deref_mut() {
                     c.cursor = cursor;
                     c.page_seq += 1;
                 }
                 buffer = self
-                    .normalize_page(buffer, fresh, normalizer.clone(), w.source)
+                    .normalize_page(buffer, fresh, page_no, normalizer.clone(), w.source)
                     .await?;
                 if buffer.len() >= self.config.flush_rows
                     || buffer.memory_size() >= self.config.flush_bytes
                 {
-                    let full =
+                    let mut full =
                         std::mem::replace(&mut buffer, BatchBuffer::new(self.schema.clone()));
-                    buffered.clear();
-                    self.write_batch(w.source, full, ckpt.as_deref(), report)
-                        .await?;
-                    progress(report);
+                    if let Some(held) = self.hold_sparse_hours(&mut full, &mut holds)? {
+                        buffer = held;
+                    }
+                    buffered = buffer.keys().iter().map(|k| k.event_id.clone()).collect();
+                    let saved = ckpt.as_deref().and_then(|c| {
+                        checkpoint_before(c, &mut before_page, buffer.keys().first())
+                    });
+                    if batch_tx.send((full, saved)).await.is_err() {
+                        return Ok(()); // the writer failed: its error is the walk's
+                    }
                 }
             }
             // Commit what was buffered (and the checkpoint) also when the walk failed: the pages
             // before the failure are good.
-            self.write_batch(w.source, buffer, ckpt.as_deref(), report)
-                .await?;
-            progress(report);
+            let _ = batch_tx.send((buffer, ckpt.as_deref().cloned())).await;
             match failed {
                 Some(e) => Err(e),
                 None => Ok(()),
             }
         };
-        let ((), processed) = tokio::join!(fetch, process);
-        processed
+        let write = async {
+            let mut batch_rx = batch_rx;
+            while let Some((buffer, saved)) = batch_rx.recv().await {
+                let written = self.write_batch(w.source, buffer, saved.as_ref()).await?;
+                let mut r = report
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                r.duplicates += written.duplicates;
+                r.new_events += written.new_events;
+                r.rows_written += written.rows_written;
+                r.failures_written += written.failures_written;
+                progress(&r);
+            }
+            Ok::<_, EngineError>(())
+        };
+        let ((), processed, written) = tokio::join!(fetch, process, write);
+        written.and(processed)
+    }
+
+    /// Before a batch is written: moves the hours with few rows (late events) back into the buffer
+    /// for a later batch, so a long walk writes fewer and larger files. Bounded: at most a quarter
+    /// of a batch is held, and everything is written at least every [`MAX_HOLDS`] batches (a crash
+    /// refetches at most that many batches' pages, whose stored events are skipped by id).
+    fn hold_sparse_hours(
+        &self,
+        full: &mut BatchBuffer,
+        holds: &mut u32,
+    ) -> Result<Option<BatchBuffer>, EngineError> {
+        let held = if *holds < MAX_HOLDS {
+            let sparse = (self.config.flush_rows / 100).max(1);
+            full.take_sparse_hours(sparse, self.config.flush_rows / 4)?
+        } else {
+            None
+        };
+        *holds = if held.is_some() { *holds + 1 } else { 0 };
+        Ok(held)
     }
 
     /// Normalizes one page's events into the buffer (CPU work, off the async workers).
@@ -482,6 +544,7 @@ impl Engine {
         &self,
         mut buffer: BatchBuffer,
         events: Vec<(String, Option<i64>, Box<serde_json::value::RawValue>)>,
+        arrival: u64,
         normalizer: Arc<Normalizer>,
         source: &Source,
     ) -> Result<BatchBuffer, EngineError> {
@@ -494,6 +557,7 @@ impl Engine {
                 let key = BufferedKey {
                     event_id: id.clone(),
                     processed_at_ms: *processed_at_ms,
+                    arrival,
                 };
                 match normalizer.normalize(raw.get().as_bytes()) {
                     Outcome::Row(r) => rows.push((key, r)),
@@ -524,13 +588,13 @@ impl Engine {
         source: &Source,
         buffer: BatchBuffer,
         ckpt: Option<&Checkpoint>,
-        report: &mut CycleReport,
-    ) -> Result<(), EngineError> {
+    ) -> Result<CycleReport, EngineError> {
+        let mut report = CycleReport::default();
         if buffer.is_empty() {
             if let Some(c) = ckpt {
                 self.store.save_checkpoint(&source.id, c).await?;
             }
-            return Ok(());
+            return Ok(report);
         }
         let _lock = self.store.lock_writer(&source.id).await?;
         self.recover_locked(source).await?;
@@ -565,7 +629,7 @@ impl Engine {
             source,
             &observe::BatchWritten::new(keys.len(), written.rows, written.failures),
         ); // hook: health/alarms/metrics
-        Ok(())
+        Ok(report)
     }
 
     /// Collects what is missing since `since` without touching the source's cursor: events already
@@ -655,6 +719,9 @@ impl Engine {
 /// Pages fetched ahead of the one being normalized.
 const FETCH_AHEAD_PAGES: usize = 2;
 
+/// How many batches in a row may hold sparse hours back (see `Engine::hold_sparse_hours`).
+const MAX_HOLDS: u32 = 8;
+
 /// One walk of the stream: whose, and with which key.
 struct Walk<'a> {
     source: &'a Source,
@@ -668,6 +735,34 @@ enum Fetched {
     /// A page and the cursor to resume after it.
     Page(Page, Option<String>),
     Failed(EngineError),
+}
+
+/// The checkpoint a batch may save when `oldest_held` (the oldest event it leaves buffered) is still
+/// to be written: the one from before that event's page, so a restart fetches it again (`None`, save
+/// nothing, if that one is unknown). Keeps `page_seq` current (it never goes back). Forgets the
+/// snapshots no longer needed.
+fn checkpoint_before(
+    current: &Checkpoint,
+    before_page: &mut VecDeque<(u64, Checkpoint)>,
+    oldest_held: Option<&BufferedKey>,
+) -> Option<Checkpoint> {
+    let Some(key) = oldest_held else {
+        before_page.clear();
+        return Some(current.clone());
+    };
+    while before_page
+        .front()
+        .is_some_and(|(page, _)| *page < key.arrival)
+    {
+        before_page.pop_front();
+    }
+    let (_, before) = before_page
+        .front()
+        .filter(|(page, _)| *page == key.arrival)?;
+    Some(Checkpoint {
+        page_seq: current.page_seq,
+        ..before.clone()
+    })
 }
 
 /// Tracks the greatest `processedAt` and the ids at it (restarts from `processedAt` skip them).
@@ -706,4 +801,65 @@ pub fn check_since(since: Timestamp) -> Result<(), EngineError> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ck(cursor: &str, max: i64, page_seq: i64) -> Checkpoint {
+        Checkpoint {
+            cursor: Some(cursor.into()),
+            max_processed_at_ms: Some(max),
+            ids_at_max: vec![format!("id-{max}")],
+            page_seq,
+        }
+    }
+
+    fn held(arrival: u64) -> BufferedKey {
+        BufferedKey {
+            event_id: "late".into(),
+            processed_at_ms: Some(1),
+            arrival,
+        }
+    }
+
+    #[test]
+    fn a_batch_that_holds_events_back_saves_the_checkpoint_from_before_their_page() {
+        let current = ck("c5", 500, 5);
+        let mut before: VecDeque<(u64, Checkpoint)> = (1..=5)
+            .map(|p| {
+                (
+                    p,
+                    ck(&format!("c{}", p - 1), (p as i64 - 1) * 100, p as i64 - 1),
+                )
+            })
+            .collect();
+        // The oldest held event came on page 3: a restart must fetch page 3 again, so the saved
+        // checkpoint is the one before it (cursor c2, max 200), with the current page_seq.
+        let saved = checkpoint_before(&current, &mut before, Some(&held(3))).unwrap();
+        assert_eq!(
+            saved,
+            Checkpoint {
+                page_seq: 5,
+                ..ck("c2", 200, 2)
+            }
+        );
+        assert_eq!(
+            before.front().map(|(p, _)| *p),
+            Some(3),
+            "pages 1-2 forgotten"
+        );
+        // Nothing held: the current checkpoint, and no snapshot is needed any more.
+        assert_eq!(
+            checkpoint_before(&current, &mut before, None),
+            Some(current.clone())
+        );
+        assert!(before.is_empty());
+        // A held page without its snapshot: nothing is saved rather than a checkpoint past it.
+        assert_eq!(
+            checkpoint_before(&current, &mut before, Some(&held(4))),
+            None
+        );
+    }
 }

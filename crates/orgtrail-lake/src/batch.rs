@@ -25,11 +25,14 @@ use crate::{Lake, LakeError};
 /// Suffix of a batch file written but not yet published.
 pub const PENDING_SUFFIX: &str = ".pending";
 
-/// One buffered event's key: its id and `processedAt` (epoch ms).
+/// One buffered event's key: its id, `processedAt` (epoch ms) and the caller's number for where it
+/// arrived (the collector numbers its pages), kept so a caller knows how far back the events still
+/// buffered reach.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BufferedKey {
     pub event_id: String,
     pub processed_at_ms: Option<i64>,
+    pub arrival: u64,
 }
 
 /// One page's rows of one hour, with the key index of each row.
@@ -45,7 +48,6 @@ pub struct BatchBuffer {
     /// Per event hour: record batches (one per page) with the key index of each row.
     rows: BTreeMap<String, Vec<Part>>,
     failures: Vec<(u32, FailureRecord)>,
-    row_count: usize,
     memory: usize,
 }
 
@@ -66,7 +68,6 @@ impl BatchBuffer {
             keys: Vec::new(),
             rows: BTreeMap::new(),
             failures: Vec::new(),
-            row_count: 0,
             memory: 0,
         }
     }
@@ -94,7 +95,6 @@ impl BatchBuffer {
             let refs: Vec<&Row<'_>> = group.iter().map(|(_, r)| *r).collect();
             let batch = rows_to_batch(&self.schema, &self.arrow, &refs)?;
             self.memory += batch.get_array_memory_size();
-            self.row_count += refs.len();
             self.rows
                 .entry(hour)
                 .or_default()
@@ -132,6 +132,95 @@ impl BatchBuffer {
     /// Approximate memory held, in bytes.
     pub fn memory_size(&self) -> usize {
         self.memory
+    }
+
+    /// Moves the hours holding at most `max_rows_per_hour` rows (late events, scattered over many
+    /// older hours) into a new buffer, with their keys, so a caller can write the dense hours now
+    /// and the sparse ones with a later batch, as fewer and larger files. Nothing moves (`None`)
+    /// when there is no such hour or when they hold more than `max_rows` rows together.
+    /// Classification failures always stay.
+    pub fn take_sparse_hours(
+        &mut self,
+        max_rows_per_hour: usize,
+        max_rows: usize,
+    ) -> Result<Option<BatchBuffer>, LakeError> {
+        let hour_rows = |parts: &[Part]| parts.iter().map(|(b, _)| b.num_rows()).sum::<usize>();
+        let sparse: Vec<String> = self
+            .rows
+            .iter()
+            .filter(|(_, parts)| hour_rows(parts) <= max_rows_per_hour)
+            .map(|(hour, _)| hour.clone())
+            .collect();
+        let total: usize = sparse.iter().map(|h| hour_rows(&self.rows[h])).sum();
+        if total == 0 || total > max_rows {
+            return Ok(None);
+        }
+        let mut moved = Vec::with_capacity(sparse.len());
+        for hour in sparse {
+            let parts = self.rows.remove(&hour).unwrap_or_default();
+            moved.push((hour, parts));
+        }
+        // Split the keys, in arrival order, and renumber what refers to them.
+        let mut to_held = vec![false; self.keys.len()];
+        for (_, parts) in &moved {
+            for (_, idx) in parts {
+                for &i in idx {
+                    to_held[i as usize] = true;
+                }
+            }
+        }
+        let mut held = BatchBuffer::new(self.schema.clone());
+        let mut renumber = Vec::with_capacity(self.keys.len());
+        for (key, to_held) in std::mem::take(&mut self.keys).into_iter().zip(to_held) {
+            let keys = if to_held {
+                &mut held.keys
+            } else {
+                &mut self.keys
+            };
+            renumber.push(keys.len() as u32);
+            keys.push(key);
+        }
+        for parts in self.rows.values_mut() {
+            for (_, idx) in parts {
+                idx.iter_mut().for_each(|i| *i = renumber[*i as usize]);
+            }
+        }
+        for (i, _) in &mut self.failures {
+            *i = renumber[*i as usize];
+        }
+        // One record batch per held hour: many one-row batches would cost more memory than rows.
+        for (hour, parts) in moved {
+            let batches: Vec<&RecordBatch> = parts.iter().map(|(b, _)| b).collect();
+            let batch = ::arrow::compute::concat_batches(&self.arrow, batches)?;
+            let idx = parts
+                .iter()
+                .flat_map(|(_, idx)| idx.iter().map(|i| renumber[*i as usize]))
+                .collect();
+            held.rows.insert(hour, vec![(batch, idx)]);
+        }
+        self.recount();
+        held.recount();
+        Ok(Some(held))
+    }
+
+    fn recount(&mut self) {
+        let keys: usize = self
+            .keys
+            .iter()
+            .map(|k| k.event_id.len() + std::mem::size_of::<BufferedKey>())
+            .sum();
+        self.memory = keys
+            + self
+                .rows
+                .values()
+                .flatten()
+                .map(|(b, _)| b.get_array_memory_size())
+                .sum::<usize>()
+            + self
+                .failures
+                .iter()
+                .map(|(_, f)| f.failure.payload.len() + 256)
+                .sum::<usize>();
     }
 
     /// The final paths of every file this batch may write (a superset: hours whose events all
@@ -277,5 +366,138 @@ impl Lake {
                 .await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orgtrail_schema::{Normalizer, Outcome, Registry};
+
+    /// An Atlassian event; the id `bad` lacks the required `links` (a classification failure).
+    fn event(id: &str, time: &str) -> String {
+        if id == "bad" {
+            return format!(r#"{{"type":"events","id":"{id}","attributes":{{"time":"{time}"}}}}"#);
+        }
+        format!(
+            r#"{{"type":"events","id":"{id}","attributes":{{"time":"{time}","action":"user_logged_in"}},"links":{{"self":"https://api.atlassian.com/x"}}}}"#
+        )
+    }
+
+    /// Pushes one page of `(id, time)` events.
+    fn push(buffer: &mut BatchBuffer, n: &Normalizer, arrival: u64, events: &[(&str, &str)]) {
+        let mut rows = Vec::new();
+        let mut failures = Vec::new();
+        for (id, time) in events {
+            let key = BufferedKey {
+                event_id: (*id).to_owned(),
+                processed_at_ms: None,
+                arrival,
+            };
+            match n.normalize(event(id, time).as_bytes()) {
+                Outcome::Row(r) => rows.push((key, r.into_owned())),
+                Outcome::Failure(failure) => failures.push((
+                    key,
+                    FailureRecord {
+                        parse_time: jiff::Timestamp::now(),
+                        source_id: None,
+                        source_label: None,
+                        log_type: "Atlassian.Audit".into(),
+                        failure,
+                    },
+                )),
+                Outcome::Skip => panic!("{id} skipped"),
+            }
+        }
+        buffer.push_page(rows, failures).unwrap();
+    }
+
+    fn encoded_ids(buffer: BatchBuffer, keep: &[&str]) -> Vec<(String, usize)> {
+        let dir = tempfile::tempdir().unwrap();
+        let location = Location::open(dir.path().to_str().unwrap()).unwrap();
+        let keep = keep.iter().map(|s| (*s).to_owned()).collect();
+        let (files, _, _) = buffer.encode(&location, "b1", &keep).unwrap();
+        files
+            .into_iter()
+            .map(|(path, _, rows)| (path.to_string(), rows))
+            .collect()
+    }
+
+    #[test]
+    fn sparse_hours_move_to_a_new_buffer_with_their_keys() {
+        let reg = Registry::with_builtins().unwrap();
+        let schema = reg.get("Atlassian.Audit").unwrap();
+        let n = Normalizer::new(schema.clone());
+        let mut buffer = BatchBuffer::new(schema.clone());
+        let dense = "2025-06-02T10:15:00Z";
+        push(
+            &mut buffer,
+            &n,
+            1,
+            &[
+                ("a1", dense),
+                ("late1", "2025-06-01T03:00:00Z"),
+                ("a2", dense),
+                ("a3", dense),
+            ],
+        );
+        push(
+            &mut buffer,
+            &n,
+            2,
+            &[
+                ("a4", dense),
+                ("late2", "2025-05-30T22:59:59Z"),
+                ("bad", dense),
+            ],
+        );
+        assert_eq!(buffer.len(), 7);
+
+        // Too many sparse rows for the limit: nothing moves.
+        assert!(buffer.take_sparse_hours(1, 1).unwrap().is_none());
+        assert_eq!(buffer.len(), 7);
+
+        let before = buffer.memory_size();
+        let held = buffer
+            .take_sparse_hours(1, 10)
+            .unwrap()
+            .expect("two sparse hours");
+        let ids = |b: &BatchBuffer| -> Vec<(String, u64)> {
+            b.keys()
+                .iter()
+                .map(|k| (k.event_id.clone(), k.arrival))
+                .collect()
+        };
+        assert_eq!(ids(&held), [("late1".into(), 1), ("late2".into(), 2)]);
+        assert_eq!(
+            ids(&buffer),
+            [
+                ("a1".into(), 1),
+                ("a2".into(), 1),
+                ("a3".into(), 1),
+                ("a4".into(), 2),
+                ("bad".into(), 2)
+            ]
+        );
+        assert!(buffer.memory_size() < before && held.memory_size() > 0);
+        let dir = tempfile::tempdir().unwrap();
+        let location = Location::open(dir.path().to_str().unwrap()).unwrap();
+        let names = |b: &BatchBuffer| -> Vec<String> { b.files(&location, "b1").unwrap() };
+        let kept = names(&buffer);
+        assert_eq!(kept.len(), 2, "the dense hour and the failures: {kept:?}");
+        assert!(kept[0].contains("day=02") && kept[0].contains("atlassian_audit"));
+        assert!(kept[1].contains("classification_failures"));
+        let held_files = names(&held);
+        assert_eq!(held_files.len(), 2, "{held_files:?}");
+        assert!(held_files.iter().any(|f| f.contains("day=01")));
+        assert!(held_files.iter().any(|f| f.contains("day=30")));
+
+        // Each side encodes exactly its own rows, and only those the state store let it keep.
+        let dense_rows = encoded_ids(buffer, &["a1", "a2", "a3", "a4", "bad"]);
+        assert_eq!(dense_rows.iter().map(|(_, n)| n).sum::<usize>(), 5);
+        let late_rows = encoded_ids(held, &["late2"]);
+        assert_eq!(late_rows.len(), 1);
+        assert_eq!(late_rows[0].1, 1);
+        assert!(late_rows[0].0.contains("day=30/hour=22"), "{late_rows:?}");
     }
 }

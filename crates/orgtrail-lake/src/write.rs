@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, ListArray, RecordBatch, StringArray, StructArray, TimestampNanosecondArray,
+    Array, ArrayRef, AsArray, ListArray, RecordBatch, StringArray, StructArray,
+    TimestampNanosecondArray,
 };
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, Fields, Schema as ArrowSchema, SchemaRef, TimeUnit};
@@ -92,8 +93,8 @@ pub fn hour_partition(t: Timestamp) -> String {
 
 const ZSTD_LEVEL: i32 = 1;
 
-fn writer_properties(log_type: &str) -> WriterProperties {
-    WriterProperties::builder()
+fn writer_properties(log_type: &str, batches: &[RecordBatch]) -> WriterProperties {
+    let mut props = WriterProperties::builder()
         // Level 1: zstd's fastest standard level; the files are barely bigger than at the default
         // level 3, and writing them costs much less CPU. It always exists: the constructor cannot fail.
         .set_compression(Compression::ZSTD(
@@ -107,8 +108,65 @@ fn writer_properties(log_type: &str) -> WriterProperties {
         .set_key_value_metadata(Some(vec![parquet::file::metadata::KeyValue::new(
             "orgtrail.log_type".to_owned(),
             log_type.to_owned(),
-        )]))
-        .build()
+        )]));
+    for path in empty_leaf_columns(batches) {
+        props = props.set_column_compression(path, Compression::UNCOMPRESSED);
+    }
+    props.build()
+}
+
+/// The leaf columns without a single value in `batches`. They are stored uncompressed: their
+/// chunks hold only run-length encoded null levels, which zstd cannot shrink, and every compressed
+/// column chunk costs a zstd compression and decompression context (about 200 KB, and two CPUID
+/// instructions, slow in a virtual machine). Sparse schemas such as Atlassian's have many such
+/// columns in every file.
+fn empty_leaf_columns(batches: &[RecordBatch]) -> Vec<ColumnPath> {
+    let Some(first) = batches.first() else {
+        return Vec::new();
+    };
+    let Ok(descr) = parquet::arrow::ArrowSchemaConverter::new().convert(first.schema_ref()) else {
+        return Vec::new();
+    };
+    let mut has_values = vec![false; descr.num_columns()];
+    for batch in batches {
+        let mut leaves = Vec::with_capacity(descr.num_columns());
+        let known = batch
+            .columns()
+            .iter()
+            .all(|c| leaf_has_values(c.as_ref(), &mut leaves));
+        if !known || leaves.len() != has_values.len() {
+            return Vec::new(); // a shape this walk does not know: compress everything
+        }
+        for (acc, has) in has_values.iter_mut().zip(leaves) {
+            *acc |= has;
+        }
+    }
+    descr
+        .columns()
+        .iter()
+        .zip(has_values)
+        .filter(|(_, has)| !has)
+        .map(|(c, _)| c.path().clone())
+        .collect()
+}
+
+/// Appends, for each Parquet leaf under `array` (depth first, Parquet's column order), whether it
+/// may hold a value. `false` for a nested type lake schemas do not use.
+fn leaf_has_values(array: &dyn Array, out: &mut Vec<bool>) -> bool {
+    match array.data_type() {
+        DataType::Struct(_) => array
+            .as_struct()
+            .columns()
+            .iter()
+            .all(|child| leaf_has_values(child.as_ref(), out)),
+        DataType::List(_) => leaf_has_values(array.as_list::<i32>().values().as_ref(), out),
+        DataType::LargeList(_) => leaf_has_values(array.as_list::<i64>().values().as_ref(), out),
+        DataType::Map(..) | DataType::FixedSizeList(..) | DataType::Union(..) => false,
+        _ => {
+            out.push(array.null_count() < array.len());
+            true
+        }
+    }
 }
 
 /// An encoded file, without the spare capacity of its growth (a batch holds one per hour until
@@ -120,12 +178,7 @@ fn into_bytes(mut buf: Vec<u8>) -> Bytes {
 
 /// Encodes one record batch as a Parquet file.
 pub fn encode(batch: &RecordBatch, log_type: &str) -> Result<Bytes, LakeError> {
-    let mut buf = Vec::new();
-    let mut writer =
-        ArrowWriter::try_new(&mut buf, batch.schema(), Some(writer_properties(log_type)))?;
-    writer.write(batch)?;
-    writer.close()?;
-    Ok(into_bytes(buf))
+    encode_batches(std::slice::from_ref(batch), log_type)
 }
 
 /// Encodes record batches of one schema as one Parquet file, in order (no concatenation: the
@@ -135,8 +188,11 @@ pub fn encode_batches(batches: &[RecordBatch], log_type: &str) -> Result<Bytes, 
         return Err(LakeError::Io("nothing to encode".into()));
     };
     let mut buf = Vec::new();
-    let mut writer =
-        ArrowWriter::try_new(&mut buf, first.schema(), Some(writer_properties(log_type)))?;
+    let mut writer = ArrowWriter::try_new(
+        &mut buf,
+        first.schema(),
+        Some(writer_properties(log_type, batches)),
+    )?;
     for b in batches {
         writer.write(b)?;
     }
@@ -364,4 +420,73 @@ fn failures_batch(schema: &SchemaRef, recs: &[&FailureRecord]) -> Result<RecordB
         ),
     ];
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray};
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    #[test]
+    fn columns_without_a_value_are_stored_uncompressed_and_read_back() {
+        let inner = Fields::from(vec![
+            Field::new("empty", DataType::Utf8, true),
+            Field::new("full", DataType::Int64, true),
+        ]);
+        let tags = Field::new_list("tags", Field::new_list_field(DataType::Utf8, true), true);
+        let schema = Arc::new(ArrowSchema::new(vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("o", DataType::Struct(inner.clone()), true),
+            tags,
+        ]));
+        let o = StructArray::new(
+            inner,
+            vec![
+                Arc::new(StringArray::from(vec![None::<&str>, None])) as ArrayRef,
+                Arc::new(Int64Array::from(vec![Some(1), None])),
+            ],
+            None,
+        );
+        let tags = ListArray::new(
+            Arc::new(Field::new_list_field(DataType::Utf8, true)),
+            OffsetBuffer::from_lengths([0, 0]),
+            Arc::new(StringArray::from(Vec::<Option<&str>>::new())),
+            None,
+        );
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec!["a", "b"])),
+                Arc::new(o),
+                Arc::new(tags),
+            ],
+        )
+        .unwrap();
+        let bytes = encode(&batch, "Test.Type").unwrap();
+        let reader = SerializedFileReader::new(bytes.clone()).unwrap();
+        let rg = reader.metadata().row_group(0);
+        let codecs: Vec<(String, Compression)> = rg
+            .columns()
+            .iter()
+            .map(|c| (c.column_path().string(), c.compression()))
+            .collect();
+        let zstd = Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL).unwrap());
+        assert_eq!(
+            codecs,
+            [
+                ("id".to_owned(), zstd),
+                ("o.empty".to_owned(), Compression::UNCOMPRESSED),
+                ("o.full".to_owned(), zstd),
+                ("tags.list.item".to_owned(), Compression::UNCOMPRESSED),
+            ]
+        );
+        // The file reads back as written.
+        let back: Vec<RecordBatch> =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(bytes, 1024)
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+        assert_eq!(back, [batch]);
+    }
 }

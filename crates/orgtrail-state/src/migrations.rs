@@ -122,6 +122,27 @@ CREATE TABLE lake_batches (
 CREATE INDEX lake_batches_unfinished ON lake_batches(source_id, created_at_ms) WHERE finished_at_ms IS NULL;
 "#,
     },
+    Migration {
+        version: 4,
+        name: "seen ids keyed by processedAt, then id: claims append instead of landing at random",
+        // The stream is ordered by processedAt, so new keys go to the right edge of the B-tree: a
+        // batch dirties a few pages instead of one page per id (random UUIDs), which rewrote most
+        // of the table on every batch once it held a few hundred thousand ids.
+        sql: r#"
+CREATE TABLE seen_v4 (
+    source_id  TEXT NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
+    -- processedAt (epoch ms) of the event; -1 for an event without one.
+    at_ms      INTEGER NOT NULL,
+    event_id   TEXT NOT NULL,
+    batch_seq  INTEGER NOT NULL,
+    PRIMARY KEY (source_id, at_ms, event_id)
+) WITHOUT ROWID;
+INSERT INTO seen_v4 (source_id, at_ms, event_id, batch_seq)
+    SELECT source_id, at_ms, event_id, batch_seq FROM seen ORDER BY source_id, at_ms, event_id;
+DROP TABLE seen;
+ALTER TABLE seen_v4 RENAME TO seen;
+"#,
+    },
 ];
 
 /// The newest schema version this build knows.

@@ -1,5 +1,6 @@
 //! The embedded SQLite backend.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -22,6 +23,9 @@ use crate::model::{
     validate_key_input, validate_name, validate_org_id, validate_poll_interval,
 };
 use crate::store::StateStore;
+
+/// `seen.at_ms` of an event without `processedAt` (never pruned: it has no age).
+const NO_PROCESSED_AT: i64 = -1;
 
 /// File name of the state database inside the data directory.
 pub const STATE_DB_FILE: &str = "state.db";
@@ -754,11 +758,21 @@ impl StateStore for SqliteStore {
         let now = now_ms();
         let files_json = serde_json::to_string(files)
             .map_err(|e| StateError::InvalidArgument(format!("batch files: {e}")))?;
-        // One statement claims every id: a JSON array of [id, time] pairs, expanded by SQLite.
-        let keys: Vec<(&str, i64)> = events
+        // One statement claims every event: a JSON array of [processedAt, id] pairs, expanded by
+        // SQLite, in key order. An event is recognized by its processedAt and id (what the API serves
+        // again is the same event, with the processedAt it had); keys follow the stream's order, so
+        // claims append to the index instead of landing on random pages.
+        let mut keys: Vec<(i64, &str)> = events
             .iter()
-            .map(|e| (e.event_id.as_str(), e.processed_at_ms.unwrap_or(now)))
+            .map(|e| {
+                (
+                    e.processed_at_ms.unwrap_or(NO_PROCESSED_AT),
+                    e.event_id.as_str(),
+                )
+            })
             .collect();
+        keys.sort_unstable();
+        keys.dedup();
         let keys_json = serde_json::to_string(&keys)
             .map_err(|e| StateError::InvalidArgument(format!("batch ids: {e}")))?;
         let mut tx = self.begin("beginning a lake batch").await?;
@@ -773,26 +787,45 @@ impl StateStore for SqliteStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(StateError::db("recording a lake batch"))?;
-        let claimed: Vec<String> = sqlx::query_scalar(
-            "INSERT INTO seen (source_id, event_id, at_ms, batch_seq) \
+        let inserted = sqlx::query(
+            "INSERT INTO seen (source_id, at_ms, event_id, batch_seq) \
              SELECT ?1, value ->> 0, value ->> 1, ?2 FROM json_each(?3) WHERE true \
-             ON CONFLICT (source_id, event_id) DO NOTHING RETURNING event_id",
+             ON CONFLICT (source_id, at_ms, event_id) DO NOTHING",
         )
         .bind(source_id)
         .bind(seq)
-        .bind(keys_json)
-        .fetch_all(&mut *tx)
+        .bind(&keys_json)
+        .execute(&mut *tx)
         .await
-        .map_err(StateError::db("claiming event ids"))?;
+        .map_err(StateError::db("claiming event ids"))?
+        .rows_affected();
+        // Usually every event is new; otherwise ask which ones were stored before (few, and
+        // returning them is cheaper than returning every claimed id).
+        let stored_before: HashSet<String> = if inserted as usize == keys.len() {
+            HashSet::new()
+        } else {
+            sqlx::query_scalar(
+                "SELECT s.event_id FROM json_each(?3) AS j JOIN seen AS s \
+                 ON s.source_id = ?1 AND s.at_ms = j.value ->> 0 AND s.event_id = j.value ->> 1 \
+                 WHERE s.batch_seq IS NOT ?2",
+            )
+            .bind(source_id)
+            .bind(seq)
+            .bind(&keys_json)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(StateError::db("finding ids stored before"))?
+            .into_iter()
+            .collect()
+        };
         tx.commit()
             .await
             .map_err(StateError::db("committing a batch start"))?;
-        // RETURNING gives no order guarantee: restore the order of `events`.
-        let claimed: std::collections::HashSet<String> = claimed.into_iter().collect();
-        let mut out = Vec::with_capacity(claimed.len());
-        let mut taken = std::collections::HashSet::with_capacity(claimed.len());
+        // The claimed ids, in the order of `events`, each once.
+        let mut out = Vec::with_capacity(keys.len().saturating_sub(stored_before.len()));
+        let mut taken = HashSet::with_capacity(keys.len());
         for e in events {
-            if claimed.contains(&e.event_id) && taken.insert(e.event_id.as_str()) {
+            if !stored_before.contains(&e.event_id) && taken.insert(e.event_id.as_str()) {
                 out.push(e.event_id.clone());
             }
         }
@@ -937,7 +970,7 @@ impl StateStore for SqliteStore {
     async fn prune_seen(&self, before_ms: i64) -> Result<u64> {
         let mut tx = self.begin("pruning seen event ids").await?;
         let n = sqlx::query(
-            "DELETE FROM seen WHERE at_ms < ?1 \
+            "DELETE FROM seen WHERE at_ms >= 0 AND at_ms < ?1 \
              AND batch_seq NOT IN (SELECT seq FROM lake_batches WHERE committed_at_ms IS NULL)",
         )
         .bind(before_ms)

@@ -1,6 +1,6 @@
 mod common;
 
-use common::{add, open};
+use common::{add, open, rewrite_db};
 use jiff::{SignedDuration, Timestamp};
 use orgtrail_state::{
     ACTIVITY_BUCKET_MS, ActivityDelta, AlarmKind, AlarmRecord, AlarmState, AlarmStore,
@@ -209,28 +209,18 @@ async fn activity_totals_and_windows() {
 
 #[tokio::test]
 async fn a_database_at_version_3_without_version_2_gets_the_alarm_tables() {
-    use sqlx::ConnectOptions;
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir).await;
-    let path = store.path().to_path_buf();
-    store.close().await;
-    drop(store);
     // What a build with migrations 1 and 3 only leaves behind.
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(&path)
-        .connect()
-        .await
-        .unwrap();
-    sqlx::raw_sql(
+    rewrite_db(
+        store,
         "DROP TABLE alarms; DROP TABLE alarm_events; DROP TABLE source_activity; \
-         DROP TABLE source_activity_buckets; DELETE FROM schema_migrations WHERE version = 2;",
+         DROP TABLE source_activity_buckets; DELETE FROM schema_migrations WHERE version = 2;"
+            .into(),
     )
-    .execute(&mut conn)
-    .await
-    .unwrap();
-    drop(conn);
+    .await;
     let store = open(&dir).await;
-    assert_eq!(store.schema_version().await.unwrap(), 3);
+    assert_eq!(store.schema_version().await.unwrap(), 4);
     let s = add(&store, "Acme").await;
     assert!(store.alarms(Some(&s.id)).await.unwrap().is_empty());
     assert_eq!(

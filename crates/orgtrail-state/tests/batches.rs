@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{add, open};
+use common::{add, open, rewrite_db};
 use orgtrail_state::{Checkpoint, EventKey, SeenStats, StateError, StateStore, UnfinishedBatch};
 
 fn keys(ids: &[&str], t: i64) -> Vec<EventKey> {
@@ -10,6 +10,17 @@ fn keys(ids: &[&str], t: i64) -> Vec<EventKey> {
         .map(|id| EventKey {
             event_id: (*id).to_owned(),
             processed_at_ms: Some(t),
+        })
+        .collect()
+}
+
+/// Events with their own `processedAt`.
+fn timed(events: &[(&str, i64)]) -> Vec<EventKey> {
+    events
+        .iter()
+        .map(|(id, t)| EventKey {
+            event_id: (*id).to_owned(),
+            processed_at_ms: Some(*t),
         })
         .collect()
 }
@@ -66,9 +77,10 @@ async fn a_batch_claims_new_ids_once_and_commits_with_the_checkpoint() {
     store.finish_batch("b1").await.unwrap(); // idempotent
     assert!(store.unfinished_batches(&s.id).await.unwrap().is_empty());
 
-    // A later batch gets only the ids never claimed before.
+    // A later batch gets only the events never claimed before (an event served again comes with
+    // the processedAt it had).
     let claimed = store
-        .begin_batch(&s.id, "b2", &keys(&["e3", "e4"], 2000), &[])
+        .begin_batch(&s.id, "b2", &timed(&[("e3", 1000), ("e4", 2000)]), &[])
         .await
         .unwrap();
     assert_eq!(claimed, ["e4"]);
@@ -212,7 +224,12 @@ async fn prune_forgets_only_old_committed_ids() {
     // Only old1: open1 is in an uncommitted batch, new1 is too recent.
     assert_eq!(store.prune_seen(2_000).await.unwrap(), 1);
     let claimed = store
-        .begin_batch(&s.id, "x", &keys(&["old1", "open1", "new1"], 1), &[])
+        .begin_batch(
+            &s.id,
+            "x",
+            &timed(&[("old1", 1_000), ("open1", 1_000), ("new1", 5_000)]),
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(claimed, ["old1"]);
@@ -291,4 +308,38 @@ async fn the_writer_lock_is_exclusive_across_handles() {
     ));
     drop(again);
     lock_file().try_lock().unwrap();
+}
+
+#[tokio::test]
+async fn ids_claimed_before_version_4_stay_claimed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let s = add(&store, "a").await;
+    // What version 3 left behind: the id-keyed table with two claimed events.
+    rewrite_db(
+        store,
+        format!(
+            "DROP TABLE seen; \
+         CREATE TABLE seen (source_id TEXT NOT NULL REFERENCES sources(id) ON DELETE CASCADE, \
+           event_id TEXT NOT NULL, at_ms INTEGER NOT NULL, batch_seq INTEGER NOT NULL, \
+           PRIMARY KEY (source_id, event_id)) WITHOUT ROWID; \
+         INSERT INTO seen VALUES ('{id}', 'old-b', 2000, 0), ('{id}', 'old-a', 1000, 0); \
+         DELETE FROM schema_migrations WHERE version = 4;",
+            id = s.id
+        ),
+    )
+    .await;
+    let store = open(&dir).await;
+    assert_eq!(store.schema_version().await.unwrap(), 4);
+    let claimed = store
+        .begin_batch(
+            &s.id,
+            "b",
+            &timed(&[("old-a", 1000), ("new", 1500), ("old-b", 2000)]),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimed, ["new"]);
+    assert_eq!(store.seen_stats(&s.id).await.unwrap().seen_ids, 3);
 }

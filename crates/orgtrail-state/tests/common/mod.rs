@@ -21,3 +21,21 @@ pub async fn add(store: &SqliteStore, name: &str) -> Source {
         .await
         .expect("add source")
 }
+
+/// Closes `store` and runs `sql` on its database file directly (to build what an older version or
+/// another build left behind).
+pub async fn rewrite_db(store: SqliteStore, sql: String) {
+    use sqlx::ConnectOptions;
+    let path = store.path().to_path_buf();
+    store.close().await;
+    drop(store);
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .connect()
+        .await
+        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
