@@ -7,7 +7,7 @@
 //! `.pending` files, commit with the checkpoint, publish by rename), under the source's writer lock.
 //!
 //! A crash anywhere loses nothing (the cursor only moves with a committed batch, and the next writer
-//! publishes or discards what a crash left) and duplicates nothing (an id is claimed by one batch).
+//! publishes or discards what a crash left) and duplicates nothing (an event is claimed by one batch).
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;

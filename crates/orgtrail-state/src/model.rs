@@ -236,7 +236,9 @@ pub struct StoredCheckpoint {
 pub struct EventKey {
     /// The Atlassian event `id` (unique per source).
     pub event_id: String,
-    /// `attributes.processedAt` in epoch milliseconds, when present (pruning of old ids).
+    /// `attributes.processedAt` in epoch milliseconds, when present: with the id, what recognizes
+    /// an event served again (the API serves it with the processedAt it had); also its age for
+    /// pruning.
     pub processed_at_ms: Option<i64>,
 }
 

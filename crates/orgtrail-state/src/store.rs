@@ -55,7 +55,7 @@ pub trait StateStore: crate::alarms::AlarmStore + Send + Sync {
     // After a crash, the next writer of the source (holding the lock) publishes the files of
     // committed batches and deletes those of uncommitted ones, then abandons them (releasing their
     // ids), see [`StateStore::unfinished_batches`]. The cursor only moves past events whose files
-    // are whole, and an id is in at most one committed batch: every event lands exactly once.
+    // are whole, and an event is in at most one committed batch: every event lands exactly once.
 
     /// The source's checkpoint, or `None` before its first commit.
     async fn checkpoint(&self, source_id: &str) -> Result<Option<StoredCheckpoint>>;
@@ -63,8 +63,9 @@ pub trait StateStore: crate::alarms::AlarmStore + Send + Sync {
     /// Refuses with [`crate::StateError::StaleCheckpoint`] when `page_seq` goes back.
     async fn save_checkpoint(&self, source_id: &str, checkpoint: &Checkpoint) -> Result<()>;
     /// Step 1, in ONE transaction: records batch `batch_id` of the source with the lake `files` it
-    /// may write, and claims the ids of `events`. Returns the ids it claimed, in `events` order:
-    /// an id claimed by any earlier batch, or repeated in `events`, is not returned again.
+    /// may write, and claims `events`, each known by its `processedAt` and id. Returns the ids it
+    /// claimed, in `events` order: an event claimed by any earlier batch, or an id repeated in
+    /// `events`, is not returned again.
     async fn begin_batch(
         &self,
         source_id: &str,
