@@ -1,10 +1,11 @@
 //! End to end against the simulator: what reaches the lake is exactly what the API served.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{Array, StringArray};
 use orgtrail_atlassian::{Client, ClientConfig, NoHooks, RetryPolicy};
 use orgtrail_engine::{Engine, EngineConfig};
 use orgtrail_lake::Lake;
@@ -80,21 +81,7 @@ async fn setup(events: usize, faults: Faults, tweak: impl FnOnce(&mut SimConfig)
 
 /// Every event id in the lake (rows and classification failures), with how often it appears.
 async fn lake_ids(s: &Setup) -> BTreeMap<String, usize> {
-    let q = s.engine.lake().query_engine(&s.registry).unwrap();
-    let mut ids = BTreeMap::new();
-    for sql in [
-        "SELECT id FROM atlassian_audit",
-        "SELECT json_id FROM (SELECT regexp_replace(payload, '^.*?\"id\":\"([^\"]+)\".*$', '\\1') AS json_id FROM classification_failures)",
-    ] {
-        let (_, batches) = q.sql(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-        for b in batches {
-            let col = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
-            for i in 0..col.len() {
-                *ids.entry(col.value(i).to_owned()).or_default() += 1;
-            }
-        }
-    }
-    ids
+    common::lake_ids(&s.engine, &s.registry).await
 }
 
 async fn truth(s: &Setup) -> BTreeMap<String, usize> {

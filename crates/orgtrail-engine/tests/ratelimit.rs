@@ -12,11 +12,12 @@
 //! limiter's 0.8/s, plus the simulator's generation, the final flush and the lake check. The
 //! assertions are on ratios of counts, never on how long anything took.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use arrow::array::{Array, StringArray};
 use orgtrail_atlassian::{ApiEvent, Client, ClientConfig, RateConfig};
 use orgtrail_engine::{Engine, EngineConfig};
 use orgtrail_lake::Lake;
@@ -121,20 +122,7 @@ async fn a_backfill_at_the_default_limits_gets_few_429s_and_uses_the_budget() {
         .collect();
     assert_eq!(truth.len(), EVENTS);
     assert_eq!(report.new_events, EVENTS as u64, "{report:?}");
-    let q = engine.lake().query_engine(&registry).unwrap();
-    let mut lake = BTreeMap::new();
-    for sql in [
-        "SELECT id FROM atlassian_audit",
-        "SELECT json_id FROM (SELECT regexp_replace(payload, '^.*?\"id\":\"([^\"]+)\".*$', '\\1') AS json_id FROM classification_failures)",
-    ] {
-        let (_, batches) = q.sql(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-        for b in batches {
-            let col = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
-            for i in 0..col.len() {
-                *lake.entry(col.value(i).to_owned()).or_insert(0usize) += 1;
-            }
-        }
-    }
+    let lake = common::lake_ids(&engine, &registry).await;
     assert_eq!(lake, truth, "every event exactly once");
     sim.shutdown().await.unwrap();
 }

@@ -85,7 +85,7 @@ impl BatchBuffer {
         for (key, row) in &rows {
             let idx = self.index(base + row_refs.len())?;
             row_refs.push(idx);
-            self.memory += key.event_id.len() + std::mem::size_of::<BufferedKey>();
+            self.memory += key_memory(key);
             by_hour
                 .entry(hour_partition(row.event_time))
                 .or_default()
@@ -103,7 +103,7 @@ impl BatchBuffer {
         self.keys.extend(rows.into_iter().map(|(k, _)| k));
         for (key, failure) in failures {
             let idx = self.index(self.keys.len())?;
-            self.memory += key.event_id.len() + failure.failure.payload.len() + 256;
+            self.memory += key_memory(&key) + failure_memory(&failure);
             self.keys.push(key);
             self.failures.push((idx, failure));
         }
@@ -203,13 +203,9 @@ impl BatchBuffer {
         Ok(Some(held))
     }
 
+    /// Recomputes the memory estimate after keys and rows moved (what `push_page` adds up).
     fn recount(&mut self) {
-        let keys: usize = self
-            .keys
-            .iter()
-            .map(|k| k.event_id.len() + std::mem::size_of::<BufferedKey>())
-            .sum();
-        self.memory = keys
+        self.memory = self.keys.iter().map(key_memory).sum::<usize>()
             + self
                 .rows
                 .values()
@@ -219,7 +215,7 @@ impl BatchBuffer {
             + self
                 .failures
                 .iter()
-                .map(|(_, f)| f.failure.payload.len() + 256)
+                .map(|(_, f)| failure_memory(f))
                 .sum::<usize>();
     }
 
@@ -301,6 +297,14 @@ impl BatchBuffer {
         }
         Ok((files, row_count, failure_count))
     }
+}
+
+fn key_memory(key: &BufferedKey) -> usize {
+    key.event_id.len() + std::mem::size_of::<BufferedKey>()
+}
+
+fn failure_memory(failure: &FailureRecord) -> usize {
+    failure.failure.payload.len() + 256
 }
 
 fn pending_path(path: &Path) -> Path {
@@ -412,7 +416,7 @@ mod tests {
         buffer.push_page(rows, failures).unwrap();
     }
 
-    fn encoded_ids(buffer: BatchBuffer, keep: &[&str]) -> Vec<(String, usize)> {
+    fn encoded_files(buffer: BatchBuffer, keep: &[&str]) -> Vec<(String, usize)> {
         let dir = tempfile::tempdir().unwrap();
         let location = Location::open(dir.path().to_str().unwrap()).unwrap();
         let keep = keep.iter().map(|s| (*s).to_owned()).collect();
@@ -493,9 +497,9 @@ mod tests {
         assert!(held_files.iter().any(|f| f.contains("day=30")));
 
         // Each side encodes exactly its own rows, and only those the state store let it keep.
-        let dense_rows = encoded_ids(buffer, &["a1", "a2", "a3", "a4", "bad"]);
+        let dense_rows = encoded_files(buffer, &["a1", "a2", "a3", "a4", "bad"]);
         assert_eq!(dense_rows.iter().map(|(_, n)| n).sum::<usize>(), 5);
-        let late_rows = encoded_ids(held, &["late2"]);
+        let late_rows = encoded_files(held, &["late2"]);
         assert_eq!(late_rows.len(), 1);
         assert_eq!(late_rows[0].1, 1);
         assert!(late_rows[0].0.contains("day=30/hour=22"), "{late_rows:?}");

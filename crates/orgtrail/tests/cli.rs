@@ -244,19 +244,17 @@ fn a_second_collector_on_the_same_data_directory_is_refused() {
     std::fs::create_dir_all(&dir).unwrap();
     let data_dir = dir.to_str().unwrap();
     // Another `orgtrail run` holds the data directory (the lock is an advisory file lock).
+    let run_once = [
+        "--data-dir",
+        data_dir,
+        "run",
+        "--once",
+        "--metrics-listen",
+        "none",
+    ];
     let held = std::fs::File::create(dir.join("run.lock")).unwrap();
     held.lock().unwrap();
-    let out = orgtrail(
-        &[
-            "--data-dir",
-            data_dir,
-            "run",
-            "--once",
-            "--metrics-listen",
-            "none",
-        ],
-        "",
-    );
+    let out = orgtrail(&run_once, "");
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert!(
@@ -265,17 +263,7 @@ fn a_second_collector_on_the_same_data_directory_is_refused() {
     );
     // Once released, the next run gets past the lock (and stops on the next problem: no source).
     drop(held);
-    let out = orgtrail(
-        &[
-            "--data-dir",
-            data_dir,
-            "run",
-            "--once",
-            "--metrics-listen",
-            "none",
-        ],
-        "",
-    );
+    let out = orgtrail(&run_once, "");
     let err = text(&out.stderr);
     assert!(!err.contains("already collecting"), "{err}");
     assert!(err.contains("no sources"), "{err}");

@@ -5,11 +5,9 @@
 
 mod common;
 
-use common::{BIN, Killed, free_port, orgtrail, text};
-use std::collections::BTreeMap;
+use common::{BIN, Killed, assert_exactly_once, free_port, lake_ids, orgtrail, text};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -33,21 +31,6 @@ fn truth_ids(port: u16) -> Vec<String> {
         .iter()
         .map(|i| i.as_str().unwrap().to_owned())
         .collect()
-}
-
-fn lake_ids(data: &Path) -> BTreeMap<String, usize> {
-    let mut ids = BTreeMap::new();
-    for sql in [
-        "SELECT id FROM atlassian_audit",
-        "SELECT regexp_replace(payload, '^.*?\"id\":\"([^\"]+)\".*$', '\\1') AS id FROM classification_failures",
-    ] {
-        let out = orgtrail(data, &["query", "--format", "csv", sql], "");
-        assert!(out.status.success(), "{sql}: {}", text(&out));
-        for line in String::from_utf8_lossy(&out.stdout).lines().skip(1) {
-            *ids.entry(line.trim().to_owned()).or_default() += 1;
-        }
-    }
-    ids
 }
 
 #[test]
@@ -137,17 +120,8 @@ fn killed_collectors_lose_nothing_and_duplicate_nothing_and_never_leak_the_key()
     assert!(once.status.success(), "{}", text(&once));
     outputs.push(text(&once));
 
-    let truth: BTreeMap<String, usize> = truth_ids(port).into_iter().map(|id| (id, 1)).collect();
-    let lake = lake_ids(data.path());
-    let doubled: Vec<_> = lake.iter().filter(|(_, n)| **n > 1).take(5).collect();
-    assert!(doubled.is_empty(), "duplicates in the lake: {doubled:?}");
-    let missing: Vec<_> = truth
-        .keys()
-        .filter(|id| !lake.contains_key(*id))
-        .take(5)
-        .collect();
-    assert!(missing.is_empty(), "missing from the lake: {missing:?}");
-    assert_eq!(lake.len(), truth.len());
+    let (lake, _) = lake_ids(data.path());
+    assert_exactly_once(&lake, &truth_ids(port));
 
     // The key never appears in any output, nor in any file but the state database.
     for args in [

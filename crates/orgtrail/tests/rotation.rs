@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{BIN, Killed, free_port, text};
+use common::{BIN, Killed, assert_exactly_once, free_port, lake_ids, text};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Write};
@@ -87,23 +87,6 @@ fn stream_requests(port: u16) -> BTreeMap<u64, u64> {
         }
     }
     by_status
-}
-
-/// Every event id in the lake (rows and classification failures) with how often it appears.
-fn lake_ids(data: &Path, outputs: &mut Vec<String>) -> BTreeMap<String, usize> {
-    let mut ids = BTreeMap::new();
-    for sql in [
-        "SELECT id FROM atlassian_audit",
-        "SELECT regexp_replace(payload, '^.*?\"id\":\"([^\"]+)\".*$', '\\1') AS id FROM classification_failures",
-    ] {
-        let out = orgtrail(data, &["query", "--format", "csv", sql]);
-        assert!(out.status.success(), "{sql}: {}", text(&out));
-        for line in String::from_utf8_lossy(&out.stdout).lines().skip(1) {
-            *ids.entry(line.trim().to_owned()).or_default() += 1;
-        }
-        outputs.push(text(&out));
-    }
-    ids
 }
 
 fn wait_until(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
@@ -194,7 +177,7 @@ fn a_key_revoked_mid_run_stops_the_source_until_edited_then_collection_resumes_w
 
     // Live collection is under way: the history is in the lake.
     wait_until("the history reaches the lake", 120, || {
-        lake_ids(data.path(), &mut Vec::new()).len() >= HISTORY
+        lake_ids(data.path()).0.len() >= HISTORY
     });
 
     // Revoke the key mid-run: the daemon says why and how to fix it...
@@ -229,16 +212,14 @@ fn a_key_revoked_mid_run_stops_the_source_until_edited_then_collection_resumes_w
 
     // A new key is checked before it is saved: while the org's keys are revoked, the edit fails
     // and changes nothing.
-    let refused = orgtrail(
-        data.path(),
-        &[
-            "source",
-            "edit",
-            NAME,
-            "--api-key-file",
-            new_key_file.to_str().unwrap(),
-        ],
-    );
+    let rotate = [
+        "source",
+        "edit",
+        NAME,
+        "--api-key-file",
+        new_key_file.to_str().unwrap(),
+    ];
+    let refused = orgtrail(data.path(), &rotate);
     assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
     assert!(
         text(&refused).contains("nothing was changed"),
@@ -266,16 +247,7 @@ fn a_key_revoked_mid_run_stops_the_source_until_edited_then_collection_resumes_w
 
     // Rotate to the new key while `run` keeps running; the old key's file goes away, so only the
     // edited source can collect.
-    let edit = orgtrail(
-        data.path(),
-        &[
-            "source",
-            "edit",
-            NAME,
-            "--api-key-file",
-            new_key_file.to_str().unwrap(),
-        ],
-    );
+    let edit = orgtrail(data.path(), &rotate);
     assert!(edit.status.success(), "{}", text(&edit));
     outputs.push(text(&edit));
     std::fs::remove_file(&old_key_file).unwrap();
@@ -286,10 +258,7 @@ fn a_key_revoked_mid_run_stops_the_source_until_edited_then_collection_resumes_w
         truth_ids(port).len() >= HISTORY + LIVE
     });
     wait_until("the lake catches up", 120, || {
-        lake_ids(data.path(), &mut Vec::new())
-            .values()
-            .sum::<usize>()
-            >= HISTORY + LIVE
+        lake_ids(data.path()).0.values().sum::<usize>() >= HISTORY + LIVE
     });
     let resumed = run_stderr()[err_len..].to_owned();
     assert!(
@@ -315,24 +284,11 @@ fn a_key_revoked_mid_run_stops_the_source_until_edited_then_collection_resumes_w
     );
 
     // Every event exactly once: same ids, same count, nothing doubled.
-    let truth: BTreeMap<String, usize> = truth_ids(port).into_iter().map(|id| (id, 1)).collect();
+    let truth = truth_ids(port);
     assert_eq!(truth.len(), HISTORY + LIVE);
-    let lake = lake_ids(data.path(), &mut outputs);
-    let doubled: Vec<_> = lake.iter().filter(|(_, n)| **n > 1).take(5).collect();
-    assert!(doubled.is_empty(), "duplicates in the lake: {doubled:?}");
-    let missing: Vec<_> = truth
-        .keys()
-        .filter(|id| !lake.contains_key(*id))
-        .take(5)
-        .collect();
-    assert!(missing.is_empty(), "missing from the lake: {missing:?}");
-    let extra: Vec<_> = lake
-        .keys()
-        .filter(|id| !truth.contains_key(*id))
-        .take(5)
-        .collect();
-    assert!(extra.is_empty(), "not in the ground truth: {extra:?}");
-    assert_eq!(lake.values().sum::<usize>(), truth.len());
+    let (lake, queries) = lake_ids(data.path());
+    outputs.extend(queries);
+    assert_exactly_once(&lake, &truth);
 
     // No key in any output: the daemon's, the simulator's, every command's.
     drop(sim);
