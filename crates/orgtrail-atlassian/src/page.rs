@@ -1,10 +1,15 @@
 //! The `/events-stream` page envelope and events, parsed leniently (atlassian-org-api.md §5, §10).
 
+use std::borrow::Cow;
+use std::ops::Range;
+use std::sync::Arc;
+
 use serde::Deserialize;
+use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 /// One audit event.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Event {
     /// The event `id` (the dedupe key). `None` when the event has no string `id`: the event is
     /// still returned (the normalizer classifies it), but it cannot be deduplicated by id.
@@ -12,8 +17,37 @@ pub struct Event {
     /// `attributes.processedAt` parsed as an instant (RFC 3339, fraction optional). `None`
     /// when missing or unparsable; never compare the raw strings.
     pub processed_at: Option<jiff::Timestamp>,
+    /// The page body the event is part of (shared by the page's events, not copied per event).
+    body: Arc<str>,
+    span: Range<usize>,
+}
+
+impl Event {
+    /// An event from its JSON text (for callers that build events themselves, such as tests).
+    pub fn new(id: Option<String>, processed_at: Option<jiff::Timestamp>, json: String) -> Self {
+        let span = 0..json.len();
+        Self {
+            id,
+            processed_at,
+            body: json.into(),
+            span,
+        }
+    }
+
     /// The event JSON exactly as served.
-    pub raw: Box<RawValue>,
+    pub fn json(&self) -> &str {
+        &self.body[self.span.clone()]
+    }
+}
+
+impl std::fmt::Debug for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Event")
+            .field("id", &self.id)
+            .field("processed_at", &self.processed_at)
+            .field("json", &self.json())
+            .finish()
+    }
 }
 
 /// One page of `/events-stream`.
@@ -42,8 +76,8 @@ impl Page {
 
 #[derive(Deserialize)]
 struct Envelope<'a> {
-    #[serde(default)]
-    data: Option<Vec<Box<RawValue>>>,
+    #[serde(default, borrow)]
+    data: Option<Vec<&'a RawValue>>,
     #[serde(default, borrow)]
     meta: Option<&'a RawValue>,
     #[serde(default, borrow)]
@@ -56,18 +90,72 @@ struct Next {
     next: Option<serde_json::Value>,
 }
 
+/// What the collector reads of an event, in one pass: `id` when it is a string, and
+/// `attributes.processedAt` when `attributes` is an object (anything else is ignored, not an error).
 #[derive(Deserialize)]
 struct Head<'a> {
-    #[serde(default)]
-    id: Option<serde_json::Value>,
     #[serde(default, borrow)]
-    attributes: Option<&'a RawValue>,
+    id: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    attributes: Lenient<'a>,
 }
 
-#[derive(Deserialize)]
-struct AttrHead<'a> {
-    #[serde(default, rename = "processedAt", borrow)]
-    processed_at: Option<&'a RawValue>,
+/// `attributes.processedAt` as its JSON text, or nothing when `attributes` is not an object.
+#[derive(Default)]
+struct Lenient<'a>(Option<&'a RawValue>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Lenient<'a> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Lenient<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                let mut found = None;
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    if key == "processedAt" {
+                        found = Some(map.next_value::<&'de RawValue>()?);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(Lenient(found))
+            }
+            fn visit_seq<S: de::SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Lenient(None))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Lenient(None))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// A JSON string's value (`None` for any other JSON value).
+fn json_string<'a>(raw: &'a RawValue) -> Option<Cow<'a, str>> {
+    if !raw.get().starts_with('"') {
+        return None;
+    }
+    serde_json::from_str::<Cow<'a, str>>(raw.get()).ok()
 }
 
 /// Parses a complete page body. The whole body must be one JSON object (a truncated body whose
@@ -78,13 +166,17 @@ pub(crate) fn parse_page(body: &[u8], base: &url::Url) -> Result<Page, String> {
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err("not a valid events page: the body is not a JSON object".into());
     }
+    let text = std::str::from_utf8(body)
+        .map_err(|e| format!("not a valid events page: the body is not UTF-8 ({e})"))?;
+    // The events point into one shared copy of the body.
+    let shared: Arc<str> = Arc::from(text);
     let env: Envelope<'_> =
-        serde_json::from_slice(body).map_err(|e| format!("not a valid events page: {e}"))?;
+        serde_json::from_str(&shared).map_err(|e| format!("not a valid events page: {e}"))?;
     let events = env
         .data
         .unwrap_or_default()
         .into_iter()
-        .map(event_from_raw)
+        .map(|raw| event_from_raw(raw, &shared))
         .collect();
     let meta_next = env.meta.and_then(next_of).and_then(|v| match v {
         serde_json::Value::String(s) if !s.is_empty() => Some(s),
@@ -119,27 +211,30 @@ pub(crate) fn cursor_from_link(link: &str, base: &url::Url) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-fn event_from_raw(raw: Box<RawValue>) -> Event {
+/// The event `raw`, a slice of `body`.
+fn event_from_raw(raw: &RawValue, body: &Arc<str>) -> Event {
     let (id, processed_at) = match serde_json::from_str::<Head<'_>>(raw.get()) {
         Ok(head) => {
-            let id = match head.id {
-                Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s),
-                _ => None,
-            };
+            let id = head
+                .id
+                .and_then(json_string)
+                .filter(|s| !s.is_empty())
+                .map(Cow::into_owned);
             let processed_at = head
                 .attributes
-                .and_then(|a| serde_json::from_str::<AttrHead<'_>>(a.get()).ok())
-                .and_then(|a| a.processed_at)
-                .and_then(|p| serde_json::from_str::<String>(p.get()).ok())
+                .0
+                .and_then(json_string)
                 .and_then(|s| parse_rfc3339(&s));
             (id, processed_at)
         }
         Err(_) => (None, None),
     };
+    let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
     Event {
         id,
         processed_at,
-        raw,
+        body: body.clone(),
+        span: start..start + raw.get().len(),
     }
 }
 
@@ -174,8 +269,7 @@ mod tests {
         );
         assert!(
             p.events[0]
-                .raw
-                .get()
+                .json()
                 .starts_with(r#"{"type":"events","id":"831482d6"#)
         );
         // Instants, not strings: "…43Z" is earlier than "…43.090Z".
@@ -256,7 +350,7 @@ mod tests {
         );
         assert_eq!(p.events[1].id, None);
         assert_eq!(p.events[2].id, None);
-        assert_eq!(p.events[2].raw.get(), "1");
+        assert_eq!(p.events[2].json(), "1");
         assert_eq!(p.events[3].id.as_deref(), Some("e"));
         assert_eq!(p.events[3].processed_at, None);
         assert_eq!(p.events[4].processed_at, None);

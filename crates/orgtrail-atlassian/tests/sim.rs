@@ -120,7 +120,7 @@ fn assert_matches_truth(sim: &SimHandle, org: &str, pages: &[Page]) {
     assert_eq!(got.len(), truth.len());
     for (g, t) in got.iter().zip(&truth) {
         assert_eq!(g.id.as_deref(), Some(t.id.as_str()));
-        assert_eq!(g.raw.get().as_bytes(), &t.json[..], "raw JSON of {}", t.id);
+        assert_eq!(g.json().as_bytes(), &t.json[..], "raw JSON of {}", t.id);
         assert_eq!(
             g.processed_at.map(|p| p.as_millisecond()),
             Some(t.processed_at_ms)

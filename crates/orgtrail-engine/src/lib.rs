@@ -151,7 +151,7 @@ fn event_id(e: &orgtrail_atlassian::Event) -> String {
     match &e.id {
         Some(id) if !id.is_empty() => id.clone(),
         _ => {
-            let digest = Sha256::digest(e.raw.get().as_bytes());
+            let digest = Sha256::digest(e.json().as_bytes());
             format!(
                 "sha256:{}",
                 digest
@@ -456,7 +456,7 @@ impl Engine {
                         observe(c, p, &id);
                     }
                     if buffered.insert(id.clone()) {
-                        fresh.push((id, processed, e.raw));
+                        fresh.push((id, processed, e));
                     } else {
                         duplicates += 1;
                     }
@@ -543,7 +543,7 @@ impl Engine {
     async fn normalize_page(
         &self,
         mut buffer: BatchBuffer,
-        events: Vec<(String, Option<i64>, Box<serde_json::value::RawValue>)>,
+        events: Vec<(String, Option<i64>, orgtrail_atlassian::Event)>,
         arrival: u64,
         normalizer: Arc<Normalizer>,
         source: &Source,
@@ -553,13 +553,13 @@ impl Engine {
         tokio::task::spawn_blocking(move || {
             let mut rows = Vec::with_capacity(events.len());
             let mut failures = Vec::new();
-            for (id, processed_at_ms, raw) in &events {
+            for (id, processed_at_ms, event) in &events {
                 let key = BufferedKey {
                     event_id: id.clone(),
                     processed_at_ms: *processed_at_ms,
                     arrival,
                 };
-                match normalizer.normalize(raw.get().as_bytes()) {
+                match normalizer.normalize(event.json().as_bytes()) {
                     Outcome::Row(r) => rows.push((key, r)),
                     Outcome::Failure(failure) => failures.push((
                         key,

@@ -117,7 +117,7 @@ fn event_time(e: &Event) -> Option<Timestamp> {
         #[serde(borrow)]
         time: Option<std::borrow::Cow<'a, str>>,
     }
-    let ev: Ev<'_> = serde_json::from_str(e.raw.get()).ok()?;
+    let ev: Ev<'_> = serde_json::from_str(e.json()).ok()?;
     ev.attributes?.time?.parse().ok()
 }
 
@@ -411,7 +411,7 @@ fn log_transition(ev: &AlarmEvent) {
 
 impl CollectObserver for Monitor {
     fn page_received(&self, source: &Source, events: &[Event]) {
-        let bytes: u64 = events.iter().map(|e| e.raw.get().len() as u64).sum();
+        let bytes: u64 = events.iter().map(|e| e.json().len() as u64).sum();
         let name = source.name.clone();
         metrics::counter!(m::EVENTS_RECEIVED, "source" => name.clone())
             .increment(events.len() as u64);

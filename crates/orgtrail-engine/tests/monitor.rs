@@ -49,11 +49,11 @@ fn event(id: &str) -> Event {
     let raw = format!(
         r#"{{"id":"{id}","type":"events","attributes":{{"time":"2025-06-02T08:00:00Z","processedAt":"2025-06-02T08:00:01Z","action":"user_login"}}}}"#
     );
-    Event {
-        id: Some(id.to_owned()),
-        processed_at: Some("2025-06-02T08:00:01Z".parse().unwrap()),
-        raw: serde_json::value::RawValue::from_string(raw).unwrap(),
-    }
+    Event::new(
+        Some(id.to_owned()),
+        Some("2025-06-02T08:00:01Z".parse().unwrap()),
+        raw,
+    )
 }
 
 fn ok_cycle() -> Result<CycleReport, EngineError> {

@@ -107,12 +107,14 @@ pub fn rows_to_batch(
     rows: &[&Row<'_>],
 ) -> Result<RecordBatch, LakeError> {
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(arrow.fields().len());
-    for (i, field) in schema.fields.iter().enumerate() {
+    // The Arrow types come from `arrow` (shared, not rebuilt per batch), so checking the columns
+    // against the schema compares pointers.
+    for (i, (field, column)) in schema.fields.iter().zip(arrow.fields()).enumerate() {
         let values: Vec<Option<&Value>> = rows
             .iter()
             .map(|r| r.fields.get(i).and_then(Option::as_ref))
             .collect();
-        columns.push(build(&field.ty, &values)?);
+        columns.push(build(&field.ty, column.data_type(), &values)?);
     }
     let log_type = schema.name.as_str();
     columns.push(Arc::new(StringArray::from_iter_values(
@@ -138,8 +140,7 @@ pub fn rows_to_batch(
             .collect::<StringArray>(),
     ));
     for f in &schema.indicator_fields {
-        let lists: Vec<Vec<&str>> = rows.iter().map(|r| r.indicators.get(*f)).collect();
-        columns.push(string_lists(&lists));
+        columns.push(string_lists(rows.iter().map(|r| r.indicators.values(*f))));
     }
     Ok(RecordBatch::try_new(arrow.clone(), columns)?)
 }
@@ -154,19 +155,28 @@ fn nanos(t: Timestamp) -> i64 {
     })
 }
 
-fn string_lists(lists: &[Vec<&str>]) -> ArrayRef {
-    let offsets = OffsetBuffer::from_lengths(lists.iter().map(Vec::len));
-    let values: StringArray = lists.iter().flatten().map(|s| Some(*s)).collect();
-    let nulls = NullBuffer::from(lists.iter().map(|l| !l.is_empty()).collect::<Vec<_>>());
+fn string_lists<'r, L: Iterator<Item = &'r str>>(lists: impl Iterator<Item = L>) -> ArrayRef {
+    let mut values = StringBuilder::new();
+    let mut lengths = Vec::new();
+    for list in lists {
+        let mut n = 0;
+        for v in list {
+            values.append_value(v);
+            n += 1;
+        }
+        lengths.push(n);
+    }
+    let nulls = NullBuffer::from_iter(lengths.iter().map(|n| *n > 0));
     Arc::new(ListArray::new(
         Arc::new(Field::new("item", DataType::Utf8, true)),
-        offsets,
-        Arc::new(values),
+        OffsetBuffer::from_lengths(lengths),
+        Arc::new(values.finish()),
         Some(nulls),
     ))
 }
 
-fn build(ty: &Type, values: &[Option<&Value>]) -> Result<ArrayRef, LakeError> {
+/// One column of `values`, of schema type `ty` and Arrow type `dt` (`data_type(ty)`).
+fn build(ty: &Type, dt: &DataType, values: &[Option<&Value>]) -> Result<ArrayRef, LakeError> {
     fn text<'v>(v: &Option<&'v Value<'_>>) -> Option<&'v str> {
         match v {
             Some(Value::String(s) | Value::Json(s)) => Some(s.as_ref()),
@@ -230,8 +240,11 @@ fn build(ty: &Type, values: &[Option<&Value>]) -> Result<ArrayRef, LakeError> {
                 .with_timezone("UTC"),
         ),
         Type::Object { fields, .. } => {
+            let DataType::Struct(arrow_fields) = dt else {
+                return Err(mismatch(dt));
+            };
             let mut children = Vec::with_capacity(fields.len());
-            for (i, f) in fields.iter().enumerate() {
+            for (i, (f, af)) in fields.iter().zip(arrow_fields).enumerate() {
                 let child: Vec<Option<&Value>> = values
                     .iter()
                     .map(|v| match v {
@@ -239,7 +252,7 @@ fn build(ty: &Type, values: &[Option<&Value>]) -> Result<ArrayRef, LakeError> {
                         _ => None,
                     })
                     .collect();
-                children.push(build(&f.ty, &child)?);
+                children.push(build(&f.ty, af.data_type(), &child)?);
             }
             let nulls = NullBuffer::from(
                 values
@@ -248,12 +261,15 @@ fn build(ty: &Type, values: &[Option<&Value>]) -> Result<ArrayRef, LakeError> {
                     .collect::<Vec<_>>(),
             );
             Arc::new(StructArray::try_new(
-                struct_fields(fields),
+                arrow_fields.clone(),
                 children,
                 Some(nulls),
             )?)
         }
         Type::Array { element, .. } => {
+            let DataType::List(item) = dt else {
+                return Err(mismatch(dt));
+            };
             let items = |v: &Option<&Value>| match v {
                 Some(Value::Array(items)) => items.len(),
                 _ => 0,
@@ -273,7 +289,7 @@ fn build(ty: &Type, values: &[Option<&Value>]) -> Result<ArrayRef, LakeError> {
                     }
                 })
                 .collect();
-            let child = build(element, &flat)?;
+            let child = build(element, item.data_type(), &flat)?;
             let nulls = NullBuffer::from(
                 values
                     .iter()
@@ -281,13 +297,19 @@ fn build(ty: &Type, values: &[Option<&Value>]) -> Result<ArrayRef, LakeError> {
                     .collect::<Vec<_>>(),
             );
             Arc::new(ListArray::try_new(
-                Arc::new(Field::new("item", data_type(element), true)),
+                item.clone(),
                 offsets,
                 child,
                 Some(nulls),
             )?)
         }
     })
+}
+
+fn mismatch(dt: &DataType) -> LakeError {
+    LakeError::Io(format!(
+        "internal error: the Arrow type {dt} does not match the log schema's type"
+    ))
 }
 
 /// Reads rows back from a record batch with [`table_schema`]'s columns (any order; missing optional

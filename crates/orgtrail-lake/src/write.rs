@@ -93,13 +93,22 @@ pub fn hour_partition(t: Timestamp) -> String {
 
 const ZSTD_LEVEL: i32 = 1;
 
+/// Files with fewer rows are stored uncompressed: a collector writes many such files (late events,
+/// a few per hour), where zstd saves a few kilobytes and costs a compression and a decompression
+/// context per column chunk. `lake compact` merges an hour's files into one compressed file.
+pub const COMPRESS_FROM_ROWS: usize = 1_000;
+
 fn writer_properties(log_type: &str, batches: &[RecordBatch]) -> WriterProperties {
-    let mut props = WriterProperties::builder()
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let compression = if rows < COMPRESS_FROM_ROWS {
+        Compression::UNCOMPRESSED
+    } else {
         // Level 1: zstd's fastest standard level; the files are barely bigger than at the default
         // level 3, and writing them costs much less CPU. It always exists: the constructor cannot fail.
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(ZSTD_LEVEL).unwrap_or_default(),
-        ))
+        Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL).unwrap_or_default())
+    };
+    let mut props = WriterProperties::builder()
+        .set_compression(compression)
         .set_statistics_enabled(EnabledStatistics::Page)
         // Row ids are unique: a dictionary only costs hashing.
         .set_column_dictionary_enabled(ColumnPath::from("p_row_id"), false)
@@ -109,8 +118,10 @@ fn writer_properties(log_type: &str, batches: &[RecordBatch]) -> WriterPropertie
             "orgtrail.log_type".to_owned(),
             log_type.to_owned(),
         )]));
-    for path in empty_leaf_columns(batches) {
-        props = props.set_column_compression(path, Compression::UNCOMPRESSED);
+    if compression != Compression::UNCOMPRESSED {
+        for path in empty_leaf_columns(batches) {
+            props = props.set_column_compression(path, Compression::UNCOMPRESSED);
+        }
     }
     props.build()
 }
@@ -428,8 +439,9 @@ mod tests {
     use arrow::array::{Int64Array, StringArray};
     use parquet::file::reader::{FileReader, SerializedFileReader};
 
-    #[test]
-    fn columns_without_a_value_are_stored_uncompressed_and_read_back() {
+    /// A batch of `rows` rows: `id`, a struct `o` with an always-null and a valued child, and an
+    /// always-empty list `tags`.
+    fn sparse_batch(rows: usize) -> RecordBatch {
         let inner = Fields::from(vec![
             Field::new("empty", DataType::Utf8, true),
             Field::new("full", DataType::Int64, true),
@@ -443,34 +455,52 @@ mod tests {
         let o = StructArray::new(
             inner,
             vec![
-                Arc::new(StringArray::from(vec![None::<&str>, None])) as ArrayRef,
-                Arc::new(Int64Array::from(vec![Some(1), None])),
+                Arc::new(StringArray::from(vec![None::<&str>; rows])) as ArrayRef,
+                Arc::new(Int64Array::from_iter(
+                    (0..rows as i64).map(|i| (i % 2 == 0).then_some(i)),
+                )),
             ],
             None,
         );
         let tags = ListArray::new(
             Arc::new(Field::new_list_field(DataType::Utf8, true)),
-            OffsetBuffer::from_lengths([0, 0]),
+            OffsetBuffer::from_lengths(vec![0; rows]),
             Arc::new(StringArray::from(Vec::<Option<&str>>::new())),
             None,
         );
-        let batch = RecordBatch::try_new(
+        RecordBatch::try_new(
             schema,
             vec![
-                Arc::new(StringArray::from(vec!["a", "b"])),
+                Arc::new(StringArray::from_iter_values(
+                    (0..rows).map(|i| format!("id-{i}")),
+                )),
                 Arc::new(o),
                 Arc::new(tags),
             ],
         )
-        .unwrap();
-        let bytes = encode(&batch, "Test.Type").unwrap();
+        .unwrap()
+    }
+
+    /// The codec of each column chunk of an encoded file, and its batches read back.
+    fn codecs_and_rows(bytes: Bytes) -> (Vec<(String, Compression)>, Vec<RecordBatch>) {
         let reader = SerializedFileReader::new(bytes.clone()).unwrap();
         let rg = reader.metadata().row_group(0);
-        let codecs: Vec<(String, Compression)> = rg
+        let codecs = rg
             .columns()
             .iter()
             .map(|c| (c.column_path().string(), c.compression()))
             .collect();
+        let back = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(bytes, 1 << 20)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        (codecs, back)
+    }
+
+    #[test]
+    fn columns_without_a_value_are_stored_uncompressed_and_read_back() {
+        let batch = sparse_batch(COMPRESS_FROM_ROWS);
+        let (codecs, back) = codecs_and_rows(encode(&batch, "Test.Type").unwrap());
         let zstd = Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL).unwrap());
         assert_eq!(
             codecs,
@@ -481,12 +511,18 @@ mod tests {
                 ("tags.list.item".to_owned(), Compression::UNCOMPRESSED),
             ]
         );
-        // The file reads back as written.
-        let back: Vec<RecordBatch> =
-            parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(bytes, 1024)
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
+        assert_eq!(back, [batch]);
+    }
+
+    #[test]
+    fn small_files_are_stored_uncompressed_and_read_back() {
+        let batch = sparse_batch(COMPRESS_FROM_ROWS - 1);
+        let (codecs, back) = codecs_and_rows(encode(&batch, "Test.Type").unwrap());
+        assert_eq!(codecs.len(), 4);
+        assert!(
+            codecs.iter().all(|(_, c)| *c == Compression::UNCOMPRESSED),
+            "{codecs:?}"
+        );
         assert_eq!(back, [batch]);
     }
 }

@@ -276,11 +276,15 @@ impl Indicators {
 
     /// The values of one column (sorted and unique after [`Indicators::finish`]).
     pub fn get(&self, field: IndicatorField) -> Vec<&str> {
+        self.values(field).collect()
+    }
+
+    /// The values of one indicator column, without collecting them.
+    pub fn values(&self, field: IndicatorField) -> impl Iterator<Item = &str> {
         self.values
             .iter()
-            .filter(|(f, _)| *f == field)
+            .filter(move |(f, _)| *f == field)
             .map(|(_, v)| v.as_str())
-            .collect()
     }
 }
 
