@@ -40,5 +40,5 @@ pub use error::{ApiError, ErrorKind, REPLACE_KEY_HINT};
 pub use hooks::{ApiEvent, Hooks, NoHooks, RetryReason};
 pub use key::ApiKey;
 pub use limiter::RateConfig;
-pub use page::{Event, Page};
+pub use page::{Event, Page, parse_page};
 pub use wait::WaitSource;

@@ -114,8 +114,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for Lenient<'a> {
             }
             fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
                 let mut found = None;
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    if key == "processedAt" {
+                while let Some(is_processed_at) = map.next_key_seed(IsProcessedAt)? {
+                    if is_processed_at {
                         found = Some(map.next_value::<&'de RawValue>()?);
                     } else {
                         map.next_value::<IgnoredAny>()?;
@@ -150,18 +150,42 @@ impl<'de: 'a, 'a> Deserialize<'de> for Lenient<'a> {
     }
 }
 
-/// A JSON string's value (`None` for any other JSON value).
-fn json_string<'a>(raw: &'a RawValue) -> Option<Cow<'a, str>> {
-    if !raw.get().starts_with('"') {
+/// Whether an object key is `processedAt` (compared without copying the key).
+struct IsProcessedAt;
+
+impl<'de> de::DeserializeSeed<'de> for IsProcessedAt {
+    type Value = bool;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for IsProcessedAt {
+    type Value = bool;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object key")
+    }
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<bool, E> {
+        Ok(key == "processedAt")
+    }
+}
+
+/// A JSON string's value (`None` for any other JSON value), borrowed unless it has escapes.
+fn json_string(raw: &RawValue) -> Option<Cow<'_, str>> {
+    let text = raw.get();
+    if !text.starts_with('"') {
         return None;
     }
-    serde_json::from_str::<Cow<'a, str>>(raw.get()).ok()
+    match text.get(1..text.len() - 1) {
+        Some(inner) if !inner.contains('\\') => Some(Cow::Borrowed(inner)),
+        _ => serde_json::from_str::<String>(text).ok().map(Cow::Owned),
+    }
 }
 
 /// Parses a complete page body. The whole body must be one JSON object (a truncated body whose
 /// prefix would parse is rejected); unknown members are ignored; `data` missing or `null` is an
-/// empty page. `base` resolves a relative `links.next`.
-pub(crate) fn parse_page(body: &[u8], base: &url::Url) -> Result<Page, String> {
+/// empty page. `base` resolves a relative `links.next`. The error says what is wrong with the body.
+pub fn parse_page(body: &[u8], base: &url::Url) -> Result<Page, String> {
     // serde would also accept a JSON array for a struct: only an object is a page.
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err("not a valid events page: the body is not a JSON object".into());
@@ -333,6 +357,20 @@ mod tests {
         assert_eq!(odd.next_cursor, None);
         assert_eq!(cursor_from_link("", &base()), None);
         assert_eq!(cursor_from_link("?cursor=", &base()), None);
+    }
+
+    #[test]
+    fn escaped_ids_keys_and_times_are_read() {
+        let p = parse_page(
+            br#"{"data":[{"id":"a\u0062c","attributes":{"x":{"processedAt":"no"},"processed\u0041t":"2025-06-02T08:15:43\u005a"}}],"meta":{"next":"n"}}"#,
+            &base(),
+        )
+        .unwrap();
+        assert_eq!(p.events[0].id.as_deref(), Some("abc"));
+        assert_eq!(
+            p.events[0].processed_at,
+            Some("2025-06-02T08:15:43Z".parse().unwrap())
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::arrow::{rows_to_batch, table_schema};
 use crate::store::Location;
 use crate::write::{
     self, Encoded, FAILURES_TABLE, FailureRecord, WrittenFile, check_batch_id, encode_batches,
-    file_path, hour_partition, parallel_map,
+    file_path, hour_of, hour_partition, parallel_map,
 };
 use crate::{Lake, LakeError};
 
@@ -79,7 +79,7 @@ impl BatchBuffer {
         rows: Vec<(BufferedKey, Row<'_>)>,
         failures: Vec<(BufferedKey, FailureRecord)>,
     ) -> Result<(), LakeError> {
-        let mut by_hour: BTreeMap<String, Vec<(u32, &Row<'_>)>> = BTreeMap::new();
+        let mut by_hour: BTreeMap<i64, Vec<(u32, &Row<'_>)>> = BTreeMap::new();
         let base = self.keys.len();
         let mut row_refs = Vec::with_capacity(rows.len());
         for (key, row) in &rows {
@@ -87,11 +87,12 @@ impl BatchBuffer {
             row_refs.push(idx);
             self.memory += key_memory(key);
             by_hour
-                .entry(hour_partition(row.event_time))
+                .entry(hour_of(row.event_time))
                 .or_default()
                 .push((idx, row));
         }
-        for (hour, group) in by_hour {
+        for group in by_hour.into_values() {
+            let hour = hour_partition(group[0].1.event_time);
             let refs: Vec<&Row<'_>> = group.iter().map(|(_, r)| *r).collect();
             let batch = rows_to_batch(&self.schema, &self.arrow, &refs)?;
             self.memory += batch.get_array_memory_size();

@@ -79,6 +79,12 @@ pub fn new_batch_id() -> String {
     )
 }
 
+/// The hour of a time (hours since the Unix epoch): rows group by it, and [`hour_partition`] of any
+/// time in the group names the group's partition.
+pub(crate) fn hour_of(t: Timestamp) -> i64 {
+    t.as_second().div_euclid(3600)
+}
+
 /// `year=YYYY/month=MM/day=DD/hour=HH` of a time, in UTC.
 pub fn hour_partition(t: Timestamp) -> String {
     let dt = Offset::UTC.to_datetime(t);
@@ -224,14 +230,17 @@ pub fn encode_rows(
     check_batch_id(batch_id)?;
     let arrow = table_schema(schema);
     let table = schema.table_name();
-    let mut by_hour: BTreeMap<String, Vec<&Row<'_>>> = BTreeMap::new();
+    let mut by_hour: BTreeMap<i64, Vec<&Row<'_>>> = BTreeMap::new();
     for row in rows {
         by_hour
-            .entry(hour_partition(row.event_time))
+            .entry(hour_of(row.event_time))
             .or_default()
             .push(row);
     }
-    let groups: Vec<(String, Vec<&Row<'_>>)> = by_hour.into_iter().collect();
+    let groups: Vec<(String, Vec<&Row<'_>>)> = by_hour
+        .into_values()
+        .map(|rows| (hour_partition(rows[0].event_time), rows))
+        .collect();
     let encode_group =
         |(hour, rows): &(String, Vec<&Row<'_>>)| -> Result<(Path, Bytes, usize), LakeError> {
             let batch = rows_to_batch(schema, &arrow, rows)?;

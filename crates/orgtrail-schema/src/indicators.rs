@@ -136,10 +136,27 @@ impl IndicatorField {
 }
 
 /// The indicator values of one row, collected while normalizing.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct Indicators {
-    values: Vec<(IndicatorField, String)>,
+    /// Each value: its column and where its text is in `text`.
+    values: Vec<(IndicatorField, usize, usize)>,
+    /// The values' text, one after the other (one allocation per row, not one per value).
+    text: String,
     finished: bool,
+}
+
+impl PartialEq for Indicators {
+    fn eq(&self, other: &Self) -> bool {
+        self.finished == other.finished && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Indicators {}
+
+impl std::fmt::Debug for Indicators {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
 }
 
 impl Indicators {
@@ -147,9 +164,22 @@ impl Indicators {
         // Derived values (a URL's host, an ARN's account) are trimmed like the value itself.
         let value = value.trim();
         if !value.is_empty() {
-            self.values.push((field, value.to_owned()));
+            if self.text.capacity() == 0 {
+                self.text.reserve(256);
+                self.values.reserve(8);
+            }
+            let start = self.text.len();
+            self.text.push_str(value);
+            self.values.push((field, start, self.text.len()));
             self.finished = false;
         }
+    }
+
+    /// Every value with its column, in the current order.
+    fn iter(&self) -> impl Iterator<Item = (IndicatorField, &str)> {
+        self.values
+            .iter()
+            .map(|&(f, start, end)| (f, &self.text[start..end]))
     }
 
     /// Runs one scanner over a value.
@@ -235,14 +265,15 @@ impl Indicators {
 
     /// Indicators read back from stored `p_any_*` columns.
     pub fn from_columns(columns: impl IntoIterator<Item = (IndicatorField, Vec<String>)>) -> Self {
-        let mut values = Vec::new();
+        let mut i = Indicators::default();
         for (field, vs) in columns {
-            values.extend(vs.into_iter().map(|v| (field, v)));
+            for v in vs {
+                // Stored values are kept as they are (not trimmed again).
+                let start = i.text.len();
+                i.text.push_str(&v);
+                i.values.push((field, start, i.text.len()));
+            }
         }
-        let mut i = Indicators {
-            values,
-            finished: false,
-        };
         i.finish();
         i
     }
@@ -250,8 +281,10 @@ impl Indicators {
     /// Sorts and de-duplicates every list. Idempotent.
     pub fn finish(&mut self) {
         if !self.finished {
-            self.values.sort_unstable();
-            self.values.dedup();
+            let text = &self.text;
+            let key = |&(f, start, end): &(IndicatorField, usize, usize)| (f, &text[start..end]);
+            self.values.sort_unstable_by(|a, b| key(a).cmp(&key(b)));
+            self.values.dedup_by(|a, b| key(a) == key(b));
             self.finished = true;
         }
     }
@@ -266,11 +299,17 @@ impl Indicators {
         debug_assert!(self.finished || self.values.is_empty());
         let mut rest = &self.values[..];
         std::iter::from_fn(move || {
-            let (field, _) = rest.first()?;
-            let n = rest.iter().take_while(|(f, _)| f == field).count();
+            let (field, _, _) = rest.first()?;
+            let n = rest.iter().take_while(|(f, _, _)| f == field).count();
             let (group, tail) = rest.split_at(n);
             rest = tail;
-            Some((*field, group.iter().map(|(_, v)| v.as_str()).collect()))
+            Some((
+                *field,
+                group
+                    .iter()
+                    .map(|&(_, start, end)| &self.text[start..end])
+                    .collect(),
+            ))
         })
     }
 
@@ -281,10 +320,9 @@ impl Indicators {
 
     /// The values of one indicator column, without collecting them.
     pub fn values(&self, field: IndicatorField) -> impl Iterator<Item = &str> {
-        self.values
-            .iter()
+        self.iter()
             .filter(move |(f, _)| *f == field)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v)
     }
 }
 

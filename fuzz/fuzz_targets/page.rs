@@ -1,0 +1,24 @@
+//! Any bytes as an `/events-stream` response body: the page parser returns a page or an error,
+//! never panics; every event it returns is one JSON value from the body, and ids are never empty.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use orgtrail_atlassian::parse_page;
+
+fuzz_target!(|body: &[u8]| {
+    let base = url::Url::parse("https://api.atlassian.com/admin/v1/orgs/o/events-stream").unwrap();
+    let Ok(page) = parse_page(body, &base) else {
+        return;
+    };
+    assert_eq!(page.body_bytes, body.len());
+    let text = std::str::from_utf8(body).expect("a parsed page is UTF-8");
+    for event in &page.events {
+        let json = event.json();
+        assert!(text.contains(json), "an event is a slice of the body");
+        serde_json::from_str::<&serde_json::value::RawValue>(json).expect("an event is one JSON value");
+        assert!(event.id.as_deref() != Some(""));
+    }
+    if let Some(cursor) = &page.next_cursor {
+        assert!(!cursor.is_empty());
+    }
+});
