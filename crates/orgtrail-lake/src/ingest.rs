@@ -24,7 +24,7 @@ use object_store::path::Path;
 use orgtrail_schema::{Failure, Outcome, Row, RowReader, Schema};
 
 use crate::arrow::{rows_to_batch, table_schema};
-use crate::write::{self, WrittenFile, check_batch_id, hour_partition};
+use crate::write::{self, WrittenFile, check_batch_id, hour_of, hour_partition};
 use crate::{Lake, LakeError};
 
 /// Limits of one ingest run.
@@ -148,11 +148,6 @@ fn read_chunks(
             }
         }
     }
-}
-
-/// Hours since the epoch (UTC) of a time.
-fn hour_of(t: Timestamp) -> i64 {
-    t.as_second().div_euclid(3600)
 }
 
 struct Parser<'s> {
