@@ -51,6 +51,16 @@ pub struct BatchBuffer {
     memory: usize,
 }
 
+/// Memory of the rows of a record batch that may be a slice of a larger one (a page's rows are one
+/// batch, sliced per hour).
+fn slice_memory(batch: &RecordBatch) -> usize {
+    batch
+        .columns()
+        .iter()
+        .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0))
+        .sum()
+}
+
 /// What [`Lake::write_pending`] wrote.
 #[derive(Debug, Clone, Default)]
 pub struct PendingWrite {
@@ -73,33 +83,38 @@ impl BatchBuffer {
     }
 
     /// Adds one page's normalized rows and classification failures (converted to Arrow now, so the
-    /// rows' memory is freed at once).
+    /// rows' memory is freed at once). The rows become one record batch in event-hour order, sliced
+    /// per hour (a page of mostly one hour plus a few late events would otherwise build a whole set
+    /// of Arrow arrays for each late event).
     pub fn push_page(
         &mut self,
         rows: Vec<(BufferedKey, Row<'_>)>,
         failures: Vec<(BufferedKey, FailureRecord)>,
     ) -> Result<(), LakeError> {
-        let mut by_hour: BTreeMap<i64, Vec<(u32, &Row<'_>)>> = BTreeMap::new();
         let base = self.keys.len();
-        let mut row_refs = Vec::with_capacity(rows.len());
-        for (key, row) in &rows {
-            let idx = self.index(base + row_refs.len())?;
-            row_refs.push(idx);
-            self.memory += key_memory(key);
-            by_hour
-                .entry(hour_of(row.event_time))
-                .or_default()
-                .push((idx, row));
-        }
-        for group in by_hour.into_values() {
-            let hour = hour_partition(group[0].1.event_time);
-            let refs: Vec<&Row<'_>> = group.iter().map(|(_, r)| *r).collect();
-            let batch = rows_to_batch(&self.schema, &self.arrow, &refs)?;
+        self.index(base + rows.len())?;
+        let hours: Vec<i64> = rows.iter().map(|(_, r)| hour_of(r.event_time)).collect();
+        // Stable: rows of one hour keep their arrival order.
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        order.sort_by_key(|&i| hours[i]);
+        if !order.is_empty() {
+            let sorted: Vec<&Row<'_>> = order.iter().map(|&i| &rows[i].1).collect();
+            let batch = rows_to_batch(&self.schema, &self.arrow, &sorted)?;
             self.memory += batch.get_array_memory_size();
-            self.rows
-                .entry(hour)
-                .or_default()
-                .push((batch, group.iter().map(|(i, _)| *i).collect()));
+            let mut start = 0;
+            for group in order.chunk_by(|a, b| hours[*a] == hours[*b]) {
+                let hour = hour_partition(rows[group[0]].1.event_time);
+                // In range: checked above.
+                let idx = group.iter().map(|&i| (base + i) as u32).collect();
+                self.rows
+                    .entry(hour)
+                    .or_default()
+                    .push((batch.slice(start, group.len()), idx));
+                start += group.len();
+            }
+        }
+        for (key, _) in &rows {
+            self.memory += key_memory(key);
         }
         self.keys.extend(rows.into_iter().map(|(k, _)| k));
         for (key, failure) in failures {
@@ -211,7 +226,7 @@ impl BatchBuffer {
                 .rows
                 .values()
                 .flatten()
-                .map(|(b, _)| b.get_array_memory_size())
+                .map(|(b, _)| slice_memory(b))
                 .sum::<usize>()
             + self
                 .failures
