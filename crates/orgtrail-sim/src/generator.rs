@@ -753,9 +753,18 @@ impl OrgPools {
                 _ => hex(&mut r, 24),
             };
             let dom = *r.pick(DOMAINS);
+            // Accented letters lose their accent (Zoë → zoe), as mail systems usually do.
             let local: String = format!("{first}.{last}{i}")
                 .to_lowercase()
                 .chars()
+                .map(|c| match c {
+                    'á' | 'à' | 'ä' | 'â' => 'a',
+                    'é' | 'è' | 'ë' | 'ê' => 'e',
+                    'í' | 'ì' | 'ï' | 'î' => 'i',
+                    'ó' | 'ò' | 'ö' | 'ô' | 'ø' => 'o',
+                    'ú' | 'ù' | 'ü' | 'û' => 'u',
+                    other => other,
+                })
                 .filter(|c| c.is_ascii_alphanumeric() || *c == '.')
                 .collect();
             let email = format!("{local}@{dom}");
@@ -1775,6 +1784,25 @@ mod tests {
             assert_eq!(tm.as_millisecond(), e.time_ms);
             assert!(tm < pa);
             assert!(e.json.len() <= 4096, "{}", e.json.len());
+        }
+    }
+
+    #[test]
+    fn emails_keep_every_letter_of_accented_names() {
+        let p = pools();
+        for u in &p.users {
+            let (first, _) = u.name.split_once(' ').unwrap();
+            let local = u.email.split('@').next().unwrap();
+            assert!(u.email.is_ascii(), "{}", u.email);
+            // Zoë → zoe, Björn → bjorn, Lucía → lucia: as many letters as the name.
+            let prefix = local.split('.').next().unwrap();
+            assert_eq!(
+                prefix.len(),
+                first.chars().count(),
+                "{} <{}>",
+                u.name,
+                u.email
+            );
         }
     }
 
