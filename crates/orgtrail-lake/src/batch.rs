@@ -45,7 +45,7 @@ pub struct BatchBuffer {
     arrow: SchemaRef,
     /// Event keys, in arrival order; rows and failures refer to them by index.
     keys: Vec<BufferedKey>,
-    /// Per event hour: record batches (one per page) with the key index of each row.
+    /// Per event hour: record batches (one slice of each page's batch) with the key index of each row.
     rows: BTreeMap<String, Vec<Part>>,
     failures: Vec<(u32, FailureRecord)>,
     memory: usize,
@@ -219,7 +219,8 @@ impl BatchBuffer {
         Ok(Some(held))
     }
 
-    /// Recomputes the memory estimate after keys and rows moved (what `push_page` adds up).
+    /// Recomputes the memory estimate after keys and rows moved (what `push_page` adds up, counting
+    /// each slice of a page's record batch by its own rows).
     fn recount(&mut self) {
         self.memory = self.keys.iter().map(key_memory).sum::<usize>()
             + self

@@ -101,8 +101,9 @@ const ZSTD_LEVEL: i32 = 1;
 
 /// Files with fewer rows are stored uncompressed: a collector writes many such files (late events,
 /// a few per hour), where zstd saves a few kilobytes and costs a compression and a decompression
-/// context per column chunk. `lake compact` merges an hour's files into one compressed file.
-pub const COMPRESS_FROM_ROWS: usize = 1_000;
+/// context per column chunk. `lake compact` merges an hour's files, and compresses the result once
+/// it reaches this size.
+const COMPRESS_FROM_ROWS: usize = 1_000;
 
 fn writer_properties(log_type: &str, batches: &[RecordBatch]) -> WriterProperties {
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
