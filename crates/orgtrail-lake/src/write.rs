@@ -99,23 +99,20 @@ pub fn hour_partition(t: Timestamp) -> String {
 
 const ZSTD_LEVEL: i32 = 1;
 
-/// Files with fewer rows are stored uncompressed: a collector writes many such files (late events,
-/// a few per hour), where zstd saves a few kilobytes and costs a compression and a decompression
-/// context per column chunk. `lake compact` merges an hour's files, and compresses the result once
-/// it reaches this size.
-const COMPRESS_FROM_ROWS: usize = 1_000;
+/// Column chunks with fewer bytes of values are stored uncompressed. Every compressed chunk costs a
+/// zstd compression and a decompression context (about 200 KB, and two CPUID instructions, slow in
+/// a virtual machine), which on a small chunk outweighs the few kilobytes zstd saves. A collector
+/// writes many small chunks: files of late events (a few rows per older hour), and in every file the
+/// columns of sparse schemas such as Atlassian's that hold few or no values, or few distinct ones.
+/// `lake compact` merges an hour's files, so its chunks are compressed once they grow past this.
+const COMPRESS_FROM_BYTES: usize = 32 << 10;
 
 fn writer_properties(log_type: &str, batches: &[RecordBatch]) -> WriterProperties {
-    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    let compression = if rows < COMPRESS_FROM_ROWS {
-        Compression::UNCOMPRESSED
-    } else {
-        // Level 1: zstd's fastest standard level; the files are barely bigger than at the default
-        // level 3, and writing them costs much less CPU. It always exists: the constructor cannot fail.
-        Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL).unwrap_or_default())
-    };
+    // Level 1: zstd's fastest standard level; the files are barely bigger than at the default
+    // level 3, and writing them costs much less CPU. It always exists: the constructor cannot fail.
+    let zstd = Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL).unwrap_or_default());
     let mut props = WriterProperties::builder()
-        .set_compression(compression)
+        .set_compression(zstd)
         .set_statistics_enabled(EnabledStatistics::Page)
         // Row ids are unique: a dictionary only costs hashing.
         .set_column_dictionary_enabled(ColumnPath::from("p_row_id"), false)
@@ -125,66 +122,87 @@ fn writer_properties(log_type: &str, batches: &[RecordBatch]) -> WriterPropertie
             "orgtrail.log_type".to_owned(),
             log_type.to_owned(),
         )]));
-    if compression != Compression::UNCOMPRESSED {
-        for path in empty_leaf_columns(batches) {
-            props = props.set_column_compression(path, Compression::UNCOMPRESSED);
-        }
+    for path in small_leaf_columns(batches) {
+        props = props.set_column_compression(path, Compression::UNCOMPRESSED);
     }
     props.build()
 }
 
-/// The leaf columns without a single value in `batches`. They are stored uncompressed: their
-/// chunks hold only run-length encoded null levels, which zstd cannot shrink, and every compressed
-/// column chunk costs a zstd compression and decompression context (about 200 KB, and two CPUID
-/// instructions, slow in a virtual machine). Sparse schemas such as Atlassian's have many such
-/// columns in every file.
-fn empty_leaf_columns(batches: &[RecordBatch]) -> Vec<ColumnPath> {
+/// The leaf columns with fewer than [`COMPRESS_FROM_BYTES`] bytes of values in `batches`.
+fn small_leaf_columns(batches: &[RecordBatch]) -> Vec<ColumnPath> {
     let Some(first) = batches.first() else {
         return Vec::new();
     };
     let Ok(descr) = parquet::arrow::ArrowSchemaConverter::new().convert(first.schema_ref()) else {
         return Vec::new();
     };
-    let mut has_values = vec![false; descr.num_columns()];
+    let mut bytes = vec![0usize; descr.num_columns()];
     for batch in batches {
         let mut leaves = Vec::with_capacity(descr.num_columns());
         let known = batch
             .columns()
             .iter()
-            .all(|c| leaf_has_values(c.as_ref(), &mut leaves));
-        if !known || leaves.len() != has_values.len() {
+            .all(|c| leaf_value_bytes(c.as_ref(), &mut leaves));
+        if !known || leaves.len() != bytes.len() {
             return Vec::new(); // a shape this walk does not know: compress everything
         }
-        for (acc, has) in has_values.iter_mut().zip(leaves) {
-            *acc |= has;
+        for (acc, n) in bytes.iter_mut().zip(leaves) {
+            *acc += n;
         }
     }
     descr
         .columns()
         .iter()
-        .zip(has_values)
-        .filter(|(_, has)| !has)
+        .zip(bytes)
+        .filter(|(_, n)| *n < COMPRESS_FROM_BYTES)
         .map(|(c, _)| c.path().clone())
         .collect()
 }
 
-/// Appends, for each Parquet leaf under `array` (depth first, Parquet's column order), whether it
-/// may hold a value. `false` for a nested type lake schemas do not use.
-fn leaf_has_values(array: &dyn Array, out: &mut Vec<bool>) -> bool {
+/// Appends, for each Parquet leaf under `array` (depth first, Parquet's column order), the bytes of
+/// its values (of this slice of the array only). `false` for a nested type lake schemas do not use.
+fn leaf_value_bytes(array: &dyn Array, out: &mut Vec<usize>) -> bool {
     match array.data_type() {
         DataType::Struct(_) => array
             .as_struct()
             .columns()
             .iter()
-            .all(|child| leaf_has_values(child.as_ref(), out)),
-        DataType::List(_) => leaf_has_values(array.as_list::<i32>().values().as_ref(), out),
-        DataType::LargeList(_) => leaf_has_values(array.as_list::<i64>().values().as_ref(), out),
+            .all(|child| leaf_value_bytes(child.as_ref(), out)),
+        DataType::List(_) => {
+            // A slice of a list shares the whole child array: count the items of the slice only.
+            let list = array.as_list::<i32>();
+            let (start, end) = span(list.value_offsets());
+            leaf_value_bytes(list.values().slice(start, end - start).as_ref(), out)
+        }
+        DataType::LargeList(_) => {
+            let list = array.as_list::<i64>();
+            let (start, end) = span(list.value_offsets());
+            leaf_value_bytes(list.values().slice(start, end - start).as_ref(), out)
+        }
         DataType::Map(..) | DataType::FixedSizeList(..) | DataType::Union(..) => false,
-        _ => {
-            out.push(array.null_count() < array.len());
+        DataType::Utf8 => {
+            let (start, end) = span(array.as_string::<i32>().value_offsets());
+            out.push(end - start);
+            true
+        }
+        DataType::LargeUtf8 => {
+            let (start, end) = span(array.as_string::<i64>().value_offsets());
+            out.push(end - start);
+            true
+        }
+        dt => {
+            let values = array.len() - array.null_count();
+            out.push(values * dt.primitive_width().unwrap_or(1));
             true
         }
     }
+}
+
+/// The first and last offset of an offsets buffer (never empty: it holds one more than the length).
+fn span<O: arrow::array::OffsetSizeTrait>(offsets: &[O]) -> (usize, usize) {
+    let first = offsets.first().map_or(0, |o| o.as_usize());
+    let last = offsets.last().map_or(first, |o| o.as_usize());
+    (first, last)
 }
 
 /// An encoded file, without the spare capacity of its growth (a batch holds one per hour until
@@ -449,18 +467,20 @@ mod tests {
     use arrow::array::{Int64Array, StringArray};
     use parquet::file::reader::{FileReader, SerializedFileReader};
 
-    /// A batch of `rows` rows: `id`, a struct `o` with an always-null and a valued child, and an
-    /// always-empty list `tags`.
+    /// A batch of `rows` rows: `id` (7 bytes a row on average), a struct `o` with an always-null and
+    /// a half-valued `Int64` child (4 bytes a row), an always-empty list `tags` and a list `words` of
+    /// one 9-byte word a row.
     fn sparse_batch(rows: usize) -> RecordBatch {
         let inner = Fields::from(vec![
             Field::new("empty", DataType::Utf8, true),
             Field::new("full", DataType::Int64, true),
         ]);
-        let tags = Field::new_list("tags", Field::new_list_field(DataType::Utf8, true), true);
+        let item = Arc::new(Field::new_list_field(DataType::Utf8, true));
         let schema = Arc::new(ArrowSchema::new(vec![
             Field::new("id", DataType::Utf8, false),
             Field::new("o", DataType::Struct(inner.clone()), true),
-            tags,
+            Field::new("tags", DataType::List(item.clone()), true),
+            Field::new("words", DataType::List(item.clone()), true),
         ]));
         let o = StructArray::new(
             inner,
@@ -473,9 +493,17 @@ mod tests {
             None,
         );
         let tags = ListArray::new(
-            Arc::new(Field::new_list_field(DataType::Utf8, true)),
+            item.clone(),
             OffsetBuffer::from_lengths(vec![0; rows]),
             Arc::new(StringArray::from(Vec::<Option<&str>>::new())),
+            None,
+        );
+        let words = ListArray::new(
+            item,
+            OffsetBuffer::from_lengths(vec![1; rows]),
+            Arc::new(StringArray::from_iter_values(
+                (0..rows).map(|i| format!("word-{:04}", i % 10_000)),
+            )),
             None,
         );
         RecordBatch::try_new(
@@ -486,6 +514,7 @@ mod tests {
                 )),
                 Arc::new(o),
                 Arc::new(tags),
+                Arc::new(words),
             ],
         )
         .unwrap()
@@ -508,8 +537,9 @@ mod tests {
     }
 
     #[test]
-    fn columns_without_a_value_are_stored_uncompressed_and_read_back() {
-        let batch = sparse_batch(COMPRESS_FROM_ROWS);
+    fn column_chunks_of_few_bytes_are_stored_uncompressed_and_read_back() {
+        // 10,000 rows: `id` ~68 KB, `o.full` 40 KB, `words` 90 KB; `o.empty` and `tags` none.
+        let batch = sparse_batch(10_000);
         let (codecs, back) = codecs_and_rows(encode(&batch, "Test.Type").unwrap());
         let zstd = Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL).unwrap());
         assert_eq!(
@@ -519,6 +549,7 @@ mod tests {
                 ("o.empty".to_owned(), Compression::UNCOMPRESSED),
                 ("o.full".to_owned(), zstd),
                 ("tags.list.item".to_owned(), Compression::UNCOMPRESSED),
+                ("words.list.item".to_owned(), zstd),
             ]
         );
         assert_eq!(back, [batch]);
@@ -526,13 +557,30 @@ mod tests {
 
     #[test]
     fn small_files_are_stored_uncompressed_and_read_back() {
-        let batch = sparse_batch(COMPRESS_FROM_ROWS - 1);
+        let batch = sparse_batch(1_000);
         let (codecs, back) = codecs_and_rows(encode(&batch, "Test.Type").unwrap());
-        assert_eq!(codecs.len(), 4);
+        assert_eq!(codecs.len(), 5);
         assert!(
             codecs.iter().all(|(_, c)| *c == Compression::UNCOMPRESSED),
             "{codecs:?}"
         );
         assert_eq!(back, [batch]);
+    }
+
+    #[test]
+    fn slices_count_only_their_own_values() {
+        // Slices of one big batch (as the collector's per-hour slices of a page's batch): a list
+        // slice shares the whole child array, but only its own items count.
+        let batch = sparse_batch(10_000);
+        let slices = [batch.slice(0, 500), batch.slice(9_000, 500)];
+        let (codecs, back) = codecs_and_rows(encode_batches(&slices, "Test.Type").unwrap());
+        assert!(
+            codecs.iter().all(|(_, c)| *c == Compression::UNCOMPRESSED),
+            "{codecs:?}"
+        );
+        assert_eq!(
+            back,
+            [arrow::compute::concat_batches(&batch.schema(), &slices).unwrap()]
+        );
     }
 }
