@@ -13,7 +13,10 @@ use arrow::array::{
     TimestampNanosecondArray,
 };
 use arrow::buffer::OffsetBuffer;
-use arrow::datatypes::{DataType, Field, Fields, Schema as ArrowSchema, SchemaRef, TimeUnit};
+use arrow::datatypes::{
+    DataType, Field, Fields, Int64Type, Schema as ArrowSchema, SchemaRef, TimeUnit,
+    TimestampNanosecondType,
+};
 use bytes::Bytes;
 use jiff::Timestamp;
 use jiff::tz::Offset;
@@ -122,79 +125,127 @@ fn writer_properties(log_type: &str, batches: &[RecordBatch]) -> WriterPropertie
             "orgtrail.log_type".to_owned(),
             log_type.to_owned(),
         )]));
-    for path in small_leaf_columns(batches) {
+    let choices = ColumnChoices::of(batches);
+    for path in choices.uncompressed {
         props = props.set_column_compression(path, Compression::UNCOMPRESSED);
+    }
+    for path in choices.no_dictionary {
+        props = props.set_column_dictionary_enabled(path, false);
     }
     props.build()
 }
 
-/// The leaf columns with fewer than [`COMPRESS_FROM_BYTES`] bytes of values in `batches`.
-fn small_leaf_columns(batches: &[RecordBatch]) -> Vec<ColumnPath> {
-    let Some(first) = batches.first() else {
-        return Vec::new();
-    };
-    let Ok(descr) = parquet::arrow::ArrowSchemaConverter::new().convert(first.schema_ref()) else {
-        return Vec::new();
-    };
-    let mut bytes = vec![0usize; descr.num_columns()];
-    for batch in batches {
-        let mut leaves = Vec::with_capacity(descr.num_columns());
-        let known = batch
-            .columns()
-            .iter()
-            .all(|c| leaf_value_bytes(c.as_ref(), &mut leaves));
-        if !known || leaves.len() != bytes.len() {
-            return Vec::new(); // a shape this walk does not know: compress everything
-        }
-        for (acc, n) in bytes.iter_mut().zip(leaves) {
-            *acc += n;
-        }
-    }
-    descr
-        .columns()
-        .iter()
-        .zip(bytes)
-        .filter(|(_, n)| *n < COMPRESS_FROM_BYTES)
-        .map(|(c, _)| c.path().clone())
-        .collect()
+/// Encoding choices per leaf column of a file, from its data.
+#[derive(Debug, Default)]
+struct ColumnChoices {
+    /// Fewer than [`COMPRESS_FROM_BYTES`] bytes of values.
+    uncompressed: Vec<ColumnPath>,
+    /// Values that look unique (ids, URLs with ids, times): a dictionary would hold every value once
+    /// more and hash each one, for nothing.
+    no_dictionary: Vec<ColumnPath>,
 }
 
-/// Appends, for each Parquet leaf under `array` (depth first, Parquet's column order), the bytes of
-/// its values (of this slice of the array only). `false` for a nested type lake schemas do not use.
-fn leaf_value_bytes(array: &dyn Array, out: &mut Vec<usize>) -> bool {
+/// Distinct sampled values needed to call a column unique.
+const UNIQUE_SAMPLE: usize = 64;
+
+impl ColumnChoices {
+    fn of(batches: &[RecordBatch]) -> ColumnChoices {
+        let Some(first) = batches.first() else {
+            return ColumnChoices::default();
+        };
+        let Ok(descr) = parquet::arrow::ArrowSchemaConverter::new().convert(first.schema_ref())
+        else {
+            return ColumnChoices::default();
+        };
+        let mut bytes = vec![0usize; descr.num_columns()];
+        let mut unique = Vec::new();
+        for (i, batch) in batches.iter().enumerate() {
+            let mut leaves = Vec::with_capacity(descr.num_columns());
+            let known = batch.columns().iter().all(|c| leaf_arrays(c, &mut leaves));
+            if !known || leaves.len() != bytes.len() {
+                // A shape this walk does not know: Parquet's defaults for every column.
+                return ColumnChoices::default();
+            }
+            for (acc, leaf) in bytes.iter_mut().zip(&leaves) {
+                *acc += value_bytes(leaf.as_ref());
+            }
+            if i == 0 {
+                unique = leaves.iter().map(|l| looks_unique(l.as_ref())).collect();
+            }
+        }
+        let paths = descr.columns().iter().map(|c| c.path());
+        let mut choices = ColumnChoices::default();
+        for ((path, n), unique) in paths.zip(bytes).zip(unique) {
+            if n < COMPRESS_FROM_BYTES {
+                choices.uncompressed.push(path.clone());
+            }
+            if unique {
+                choices.no_dictionary.push(path.clone());
+            }
+        }
+        choices
+    }
+}
+
+/// Appends the leaf arrays under `array` (depth first, Parquet's column order), each cut to this
+/// slice of `array`. `false` for a nested type lake schemas do not use.
+fn leaf_arrays(array: &ArrayRef, out: &mut Vec<ArrayRef>) -> bool {
     match array.data_type() {
         DataType::Struct(_) => array
             .as_struct()
             .columns()
             .iter()
-            .all(|child| leaf_value_bytes(child.as_ref(), out)),
+            .all(|child| leaf_arrays(child, out)),
         DataType::List(_) => {
-            // A slice of a list shares the whole child array: count the items of the slice only.
+            // A slice of a list shares the whole child array: keep the items of the slice only.
             let list = array.as_list::<i32>();
             let (start, end) = span(list.value_offsets());
-            leaf_value_bytes(list.values().slice(start, end - start).as_ref(), out)
+            leaf_arrays(&list.values().slice(start, end - start), out)
         }
         DataType::LargeList(_) => {
             let list = array.as_list::<i64>();
             let (start, end) = span(list.value_offsets());
-            leaf_value_bytes(list.values().slice(start, end - start).as_ref(), out)
+            leaf_arrays(&list.values().slice(start, end - start), out)
         }
         DataType::Map(..) | DataType::FixedSizeList(..) | DataType::Union(..) => false,
+        _ => {
+            out.push(array.clone());
+            true
+        }
+    }
+}
+
+/// The bytes of a leaf array's values.
+fn value_bytes(array: &dyn Array) -> usize {
+    match array.data_type() {
         DataType::Utf8 => {
             let (start, end) = span(array.as_string::<i32>().value_offsets());
-            out.push(end - start);
-            true
+            end - start
         }
         DataType::LargeUtf8 => {
             let (start, end) = span(array.as_string::<i64>().value_offsets());
-            out.push(end - start);
-            true
+            end - start
         }
-        dt => {
-            let values = array.len() - array.null_count();
-            out.push(values * dt.primitive_width().unwrap_or(1));
-            true
-        }
+        dt => (array.len() - array.null_count()) * dt.primitive_width().unwrap_or(1),
+    }
+}
+
+/// Whether the first [`UNIQUE_SAMPLE`] values of a string or 64-bit leaf are all different.
+fn looks_unique(array: &dyn Array) -> bool {
+    fn distinct<T: std::hash::Hash + Eq>(values: impl Iterator<Item = T>) -> bool {
+        let mut seen = std::collections::HashSet::with_capacity(UNIQUE_SAMPLE);
+        values.take(UNIQUE_SAMPLE).all(|v| seen.insert(v)) && seen.len() == UNIQUE_SAMPLE
+    }
+    match array.data_type() {
+        DataType::Utf8 => distinct(array.as_string::<i32>().iter().flatten()),
+        DataType::Int64 => distinct(array.as_primitive::<Int64Type>().iter().flatten()),
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => distinct(
+            array
+                .as_primitive::<TimestampNanosecondType>()
+                .iter()
+                .flatten(),
+        ),
+        _ => false,
     }
 }
 
@@ -469,7 +520,7 @@ mod tests {
 
     /// A batch of `rows` rows: `id` (7 bytes a row on average), a struct `o` with an always-null and
     /// a half-valued `Int64` child (4 bytes a row), an always-empty list `tags` and a list `words` of
-    /// one 9-byte word a row.
+    /// one 9-byte word a row (seven different words).
     fn sparse_batch(rows: usize) -> RecordBatch {
         let inner = Fields::from(vec![
             Field::new("empty", DataType::Utf8, true),
@@ -502,7 +553,7 @@ mod tests {
             item,
             OffsetBuffer::from_lengths(vec![1; rows]),
             Arc::new(StringArray::from_iter_values(
-                (0..rows).map(|i| format!("word-{:04}", i % 10_000)),
+                (0..rows).map(|i| format!("word-{:04}", i % 7)),
             )),
             None,
         );
@@ -553,6 +604,34 @@ mod tests {
             ]
         );
         assert_eq!(back, [batch]);
+    }
+
+    #[test]
+    fn columns_of_unique_values_are_written_without_a_dictionary() {
+        let batch = sparse_batch(10_000);
+        let bytes = encode(&batch, "Test.Type").unwrap();
+        let reader = SerializedFileReader::new(bytes.clone()).unwrap();
+        let dictionary: Vec<(String, bool)> = reader
+            .metadata()
+            .row_group(0)
+            .columns()
+            .iter()
+            .map(|c| {
+                let path = c.column_path().string();
+                (path, c.dictionary_page_offset().is_some())
+            })
+            .collect();
+        assert_eq!(
+            dictionary,
+            [
+                ("id".to_owned(), false),
+                ("o.empty".to_owned(), true),
+                ("o.full".to_owned(), false),
+                ("tags.list.item".to_owned(), true),
+                ("words.list.item".to_owned(), true),
+            ]
+        );
+        assert_eq!(codecs_and_rows(bytes).1, [batch]);
     }
 
     #[test]
