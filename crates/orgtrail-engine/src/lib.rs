@@ -97,8 +97,8 @@ impl Default for EngineConfig {
         EngineConfig {
             initial_since: SignedDuration::from_hours(7 * 24),
             overlap: SignedDuration::from_secs(60),
-            flush_rows: 10_000,
-            flush_bytes: 16 << 20,
+            flush_rows: 6_000,
+            flush_bytes: 10 << 20,
             poll_interval: None,
             error_backoff: Duration::from_secs(30),
         }
@@ -720,7 +720,7 @@ impl Engine {
 const FETCH_AHEAD_PAGES: usize = 2;
 
 /// How many batches in a row may hold sparse hours back (see `Engine::hold_sparse_hours`).
-const MAX_HOLDS: u32 = 8;
+const MAX_HOLDS: u32 = 32;
 
 /// One walk of the stream: whose, and with which key.
 struct Walk<'a> {
