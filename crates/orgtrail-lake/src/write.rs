@@ -106,7 +106,7 @@ const ZSTD_LEVEL: i32 = 1;
 /// zstd compression and a decompression context (about 200 KB, and two CPUID instructions, slow in
 /// a virtual machine), which on a small chunk outweighs the few kilobytes zstd saves. A collector
 /// writes many small chunks: files of late events (a few rows per older hour), and in every file the
-/// columns of sparse schemas such as Atlassian's that hold few or no values, or few distinct ones.
+/// columns of sparse schemas such as Atlassian's that hold few or no values.
 /// `lake compact` merges an hour's files, so its chunks are compressed once they grow past this.
 const COMPRESS_FROM_BYTES: usize = 32 << 10;
 
