@@ -666,25 +666,29 @@ impl Engine {
 
     /// Polls one source until `cancel`: a cycle, then the poll interval (no wait while the stream
     /// has more). A source whose key or permissions fail waits until it is edited, without calling
-    /// the API meanwhile.
+    /// the API meanwhile. Returns early when the source's base URL was edited: this engine's client
+    /// calls another host, so the caller starts the source again on an engine for the new URL.
     pub async fn run_source(
         &self,
         source_id: &str,
         hooks: &dyn Hooks,
         cancel: &CancellationToken,
         on_cycle: &(dyn Fn(&Source, &Result<CycleReport, EngineError>) + Sync),
-    ) -> Result<(), EngineError> {
+    ) -> Result<RunEnd, EngineError> {
         loop {
             let source = self.store.get_source(source_id).await?;
+            if source.base_url != self.client.config().base_url {
+                return Ok(RunEnd::BaseUrlChanged);
+            }
             if source.paused {
                 if sleep_or_cancel(Duration::from_secs(5), cancel).await {
-                    return Ok(());
+                    return Ok(RunEnd::Cancelled);
                 }
                 continue;
             }
             let result = self.collect_once(&source, hooks, cancel).await;
             if matches!(result, Err(EngineError::Cancelled)) {
-                return Ok(());
+                return Ok(RunEnd::Cancelled);
             }
             on_cycle(&source, &result);
             let wait = match &result {
@@ -698,7 +702,7 @@ impl Engine {
                     let updated = source.updated_at;
                     loop {
                         if sleep_or_cancel(Duration::from_secs(2), cancel).await {
-                            return Ok(());
+                            return Ok(RunEnd::Cancelled);
                         }
                         let now = self.store.get_source(source_id).await?;
                         if now.updated_at != updated || now.paused != source.paused {
@@ -710,10 +714,19 @@ impl Engine {
                 Err(_) => self.config.error_backoff,
             };
             if sleep_or_cancel(wait, cancel).await {
-                return Ok(());
+                return Ok(RunEnd::Cancelled);
             }
         }
     }
+}
+
+/// Why [`Engine::run_source`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEnd {
+    Cancelled,
+    /// The source's base URL was edited (`source edit --base-url`): start it again on an engine
+    /// whose client calls the new URL.
+    BaseUrlChanged,
 }
 
 /// Pages fetched ahead of the one being normalized.

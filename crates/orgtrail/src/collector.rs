@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use orgtrail_atlassian::{Client, Hooks, NoHooks};
-use orgtrail_engine::{CollectObserver, Engine, EngineConfig, EngineError};
+use orgtrail_engine::{CollectObserver, Engine, EngineConfig, EngineError, RunEnd};
 use orgtrail_lake::Lake;
 use orgtrail_state::{Source, StateError, StateStore};
 use tokio_util::sync::CancellationToken;
@@ -117,14 +117,28 @@ impl Collectors {
             let r = engine
                 .run_source(&id, &*this.inner.hooks, &this.inner.cancel, &log_cycle)
                 .await;
+            this.running().sources.remove(&id);
             match r {
-                Ok(()) | Err(EngineError::State(StateError::SourceNotFound(_))) => {}
+                Ok(RunEnd::Cancelled) | Err(EngineError::State(StateError::SourceNotFound(_))) => {}
+                Ok(RunEnd::BaseUrlChanged) => {
+                    // Go on at once on the engine of the new URL (its own client and limiter).
+                    let restarted = match this.inner.store.get_source(&id).await {
+                        Ok(source) => this.start(&source),
+                        Err(e) => Err(e.into()),
+                    };
+                    match restarted {
+                        Ok(()) => eprintln!("source={name:?}: base URL changed; collecting from the new one"),
+                        Err(e) => {
+                            eprintln!("source={name:?}: collection stopped: cannot switch to the new base URL: {e:#}");
+                            this.inner.ok.store(false, Ordering::Relaxed);
+                        }
+                    }
+                }
                 Err(e) => {
                     eprintln!("source={name:?}: collection stopped: {e}");
                     this.inner.ok.store(false, Ordering::Relaxed);
                 }
             }
-            this.running().sources.remove(&id);
         });
         Ok(())
     }

@@ -8,6 +8,8 @@
 //! test restores the org's keys before the edit (and checks that this alone does not make the
 //! daemon call the API again: it waits for the edit), then switches the source to the second key
 //! (`--org-key`) and deletes the old key's file, so collection can only resume through the edit.
+//!
+//! Also a base URL edited while `run` collects: the daemon moves to the new host at once.
 
 mod common;
 
@@ -300,4 +302,131 @@ fn a_key_revoked_mid_run_stops_the_source_until_edited_then_collection_resumes_w
             assert!(!o.contains(key), "a key leaked: {o}");
         }
     }
+}
+
+/// `orgtrail source edit --base-url` while `orgtrail run` is collecting (a move to another regional
+/// host): the running daemon switches to the new URL at once, stops calling the old one, and the
+/// lake ends with the events of both hosts exactly once. The new host does not know the old host's
+/// cursor (`ADMIN-400-1`), so collection goes on from the last `processedAt` minus the overlap.
+#[test]
+fn a_base_url_edited_while_run_is_collecting_is_used_at_once() {
+    const MOVED: &str = "Moved test";
+    const LIVE_B: usize = 200;
+    let data = tempfile::tempdir().unwrap();
+    // A seed per host: the same seed would give host B's live events host A's first ids.
+    let sim = |port: u16, history: usize, live: usize, seed: &str| {
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "sim",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--org",
+            ORG,
+        ])
+        .args(["--events", &history.to_string(), "--seed", seed])
+        .args(["--no-rate-limit"])
+        .env("ORGTRAIL_SIM_KEY", OLD_KEY)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        if live > 0 {
+            cmd.args([
+                "--live-rate",
+                "40/s",
+                "--live-max-events",
+                &live.to_string(),
+            ]);
+        }
+        let child = Killed(cmd.spawn().unwrap());
+        wait_until("a simulator starts", 60, || {
+            http(port, "GET", "/_sim/health").is_some()
+        });
+        child
+    };
+    let (port_a, port_b) = (free_port(), free_port());
+    let _sim_a = sim(port_a, HISTORY, 0, "11");
+
+    let key_env = ("MOVED_TEST_KEY", OLD_KEY);
+    let add = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["source", "add", "--name", MOVED, "--org-id", ORG])
+        .args(["--api-key-env", key_env.0])
+        .args(["--base-url", &format!("http://127.0.0.1:{port_a}")])
+        .args(["--poll-interval", "1s", "--no-input"])
+        .env(key_env.0, key_env.1)
+        .env_remove("ORGTRAIL_LAKE")
+        .env_remove("ORGTRAIL_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(add.status.success(), "{}", text(&add));
+
+    let run_err = data.path().join("run.err");
+    let mut run = Killed(
+        Command::new(BIN)
+            .arg("--data-dir")
+            .arg(data.path())
+            .arg("run")
+            // Not the default ports: the other test of this file runs a daemon at the same time.
+            .args(["--metrics-listen", "none", "--no-console"])
+            .env(key_env.0, key_env.1)
+            .env_remove("ORGTRAIL_LAKE")
+            .env_remove("ORGTRAIL_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&run_err).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let run_stderr = || std::fs::read_to_string(&run_err).unwrap_or_default();
+    wait_until("host A's history reaches the lake", 120, || {
+        lake_ids(data.path()).0.len() >= HISTORY
+    });
+
+    // Host B: no history, live events only (all after A's last processedAt).
+    let _sim_b = sim(port_b, 0, LIVE_B, "12");
+    let edit = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["source", "edit", MOVED])
+        .args(["--base-url", &format!("http://127.0.0.1:{port_b}")])
+        .env(key_env.0, key_env.1)
+        .env_remove("ORGTRAIL_LAKE")
+        .env_remove("ORGTRAIL_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(edit.status.success(), "{}", text(&edit));
+
+    wait_until("run switches to host B", 60, || {
+        run_stderr().contains("base URL changed")
+    });
+    let a_after_switch = stream_requests(port_a);
+    wait_until("every live event of host B exists", 60, || {
+        truth_ids(port_b).len() >= LIVE_B
+    });
+    wait_until("the lake catches up with host B", 60, || {
+        lake_ids(data.path()).0.len() >= HISTORY + LIVE_B
+    });
+    assert_eq!(
+        stream_requests(port_a),
+        a_after_switch,
+        "the old host was called after the switch"
+    );
+
+    let term = Command::new("kill")
+        .args(["-TERM", &run.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = run.0.wait().unwrap();
+    assert!(
+        status.success(),
+        "run exited with {status}: {}",
+        run_stderr()
+    );
+    let mut truth = truth_ids(port_a);
+    truth.extend(truth_ids(port_b));
+    assert_eq!(truth.len(), HISTORY + LIVE_B);
+    assert_exactly_once(&lake_ids(data.path()).0, &truth);
 }
