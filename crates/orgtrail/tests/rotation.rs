@@ -91,6 +91,17 @@ fn stream_requests(port: u16) -> BTreeMap<u64, u64> {
     by_status
 }
 
+/// SIGTERM to `orgtrail run`: it must exit successfully.
+fn stop_cleanly(run: &mut Killed, stderr: impl Fn() -> String) {
+    let term = Command::new("kill")
+        .args(["-TERM", &run.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = run.0.wait().unwrap();
+    assert!(status.success(), "run exited with {status}: {}", stderr());
+}
+
 fn wait_until(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !done() {
@@ -273,17 +284,7 @@ fn a_key_revoked_mid_run_stops_the_source_until_edited_then_collection_resumes_w
     );
 
     // SIGTERM: the daemon stops cleanly.
-    let term = Command::new("kill")
-        .args(["-TERM", &run.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    let status = run.0.wait().unwrap();
-    assert!(
-        status.success(),
-        "run exited with {status}: {}",
-        run_stderr()
-    );
+    stop_cleanly(&mut run, run_stderr);
 
     // Every event exactly once: same ids, same count, nothing doubled.
     let truth = truth_ids(port);
@@ -414,17 +415,7 @@ fn a_base_url_edited_while_run_is_collecting_is_used_at_once() {
         "the old host was called after the switch"
     );
 
-    let term = Command::new("kill")
-        .args(["-TERM", &run.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    let status = run.0.wait().unwrap();
-    assert!(
-        status.success(),
-        "run exited with {status}: {}",
-        run_stderr()
-    );
+    stop_cleanly(&mut run, run_stderr);
     let mut truth = truth_ids(port_a);
     truth.extend(truth_ids(port_b));
     assert_eq!(truth.len(), HISTORY + LIVE_B);
