@@ -214,7 +214,26 @@ impl Engine {
         }
         let ended = Timestamp::now();
         self.observer.cycle_finished(source, &result); // hook: health/alarms/metrics
-        let (status, error, report) = match &result {
+        match self.record_cycle(source, started, ended, &result).await {
+            Err(e) if result.is_ok() => Err(e),
+            // The cycle's own error says what to fix (a key, a permission): keep it.
+            Err(e) => {
+                tracing::warn!(source = %source.name, error = %e, "cannot record the failed cycle");
+                result
+            }
+            Ok(()) => result,
+        }
+    }
+
+    /// Records a cycle's outcome on its source (last success or error) and in the run history.
+    async fn record_cycle(
+        &self,
+        source: &Source,
+        started: Timestamp,
+        ended: Timestamp,
+        result: &Result<CycleReport, EngineError>,
+    ) -> Result<(), EngineError> {
+        let (status, error, report) = match result {
             Ok(r) => (RunStatus::Success, None, r.clone()),
             Err(EngineError::Cancelled) => (RunStatus::Cancelled, None, CycleReport::default()),
             Err(e) => (
@@ -241,7 +260,7 @@ impl Engine {
                 error,
             })
             .await?;
-        result
+        Ok(())
     }
 
     async fn cycle(
