@@ -218,20 +218,13 @@ async fn backfill_fills_only_what_is_missing() {
     s.sim.shutdown().await.unwrap();
 }
 
-/// A cycle that fails (the source's key is wrong: HTTP 401) and whose bookkeeping fails too (the
-/// state database lost its table of runs): the caller still gets the cycle's error, which says what
-/// to fix and stops the source until it is edited, not the bookkeeping's.
+/// A cycle that fails (the key is revoked: HTTP 401) and whose bookkeeping fails too (the state
+/// database lost its table of runs): the caller still gets the cycle's error, which says what to
+/// fix and stops the source until it is edited, not the bookkeeping's.
 #[tokio::test]
 async fn a_failed_cycle_reports_its_own_error_even_when_recording_it_fails() {
     let s = setup(100, Faults::default(), |_| {}).await;
-    let mut wrong = NewSource::new(
-        "Wrong key",
-        ORG,
-        KeyInput::Value(SecretString::from("not-the-key-0123456789".to_owned())),
-    );
-    wrong.base_url = Some(s.sim.base_url().to_owned());
-    s.engine.store().add_source(wrong).await.unwrap();
-    let source = s.engine.store().get_source("Wrong key").await.unwrap();
+    let source = s.engine.store().get_source("Test org").await.unwrap();
 
     use sqlx::Connection as _;
     let db = s._dir.path().join("state.db");
@@ -243,20 +236,15 @@ async fn a_failed_cycle_reports_its_own_error_even_when_recording_it_fails() {
         .await
         .unwrap();
 
-    let err = s
-        .engine
-        .collect_once(&source, &NoHooks, &CancellationToken::new())
-        .await
-        .unwrap_err();
+    let cancel = CancellationToken::new();
+    let cycle = || s.engine.collect_once(&source, &NoHooks, &cancel);
+    s.sim.set_keys_revoked(ORG, true).unwrap();
+    let err = cycle().await.unwrap_err();
     assert!(err.is_fatal_for_source(), "{err}");
     assert!(err.to_string().contains("HTTP 401"), "{err}");
 
     // A successful cycle whose recording fails reports the recording's error.
-    let good = s.engine.store().get_source("Test org").await.unwrap();
-    let err = s
-        .engine
-        .collect_once(&good, &NoHooks, &CancellationToken::new())
-        .await
-        .unwrap_err();
+    s.sim.set_keys_revoked(ORG, false).unwrap();
+    let err = cycle().await.unwrap_err();
     assert!(err.to_string().contains("runs"), "{err}");
 }

@@ -117,8 +117,6 @@ fn writer_properties(log_type: &str, batches: &[RecordBatch]) -> WriterPropertie
     let mut props = WriterProperties::builder()
         .set_compression(zstd)
         .set_statistics_enabled(EnabledStatistics::Page)
-        // Row ids are unique: a dictionary only costs hashing.
-        .set_column_dictionary_enabled(ColumnPath::from("p_row_id"), false)
         .set_max_row_group_row_count(Some(128 * 1024))
         .set_created_by(format!("orgtrail {}", env!("CARGO_PKG_VERSION")))
         .set_key_value_metadata(Some(vec![parquet::file::metadata::KeyValue::new(

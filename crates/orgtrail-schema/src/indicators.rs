@@ -168,11 +168,16 @@ impl Indicators {
                 self.text.reserve(256);
                 self.values.reserve(8);
             }
-            let start = self.text.len();
-            self.text.push_str(value);
-            self.values.push((field, start, self.text.len()));
-            self.finished = false;
+            self.append(field, value);
         }
+    }
+
+    /// Appends a value as it is.
+    fn append(&mut self, field: IndicatorField, value: &str) {
+        let start = self.text.len();
+        self.text.push_str(value);
+        self.values.push((field, start, self.text.len()));
+        self.finished = false;
     }
 
     /// Every value with its column, in the current order.
@@ -269,9 +274,7 @@ impl Indicators {
         for (field, vs) in columns {
             for v in vs {
                 // Stored values are kept as they are (not trimmed again).
-                let start = i.text.len();
-                i.text.push_str(&v);
-                i.values.push((field, start, i.text.len()));
+                i.append(field, &v);
             }
         }
         i.finish();

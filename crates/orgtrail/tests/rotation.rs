@@ -346,20 +346,28 @@ fn a_base_url_edited_while_run_is_collecting_is_used_at_once() {
     let (port_a, port_b) = (free_port(), free_port());
     let _sim_a = sim(port_a, HISTORY, 0, "11");
 
-    let key_env = ("MOVED_TEST_KEY", OLD_KEY);
-    let add = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(data.path())
-        .args(["source", "add", "--name", MOVED, "--org-id", ORG])
-        .args(["--api-key-env", key_env.0])
-        .args(["--base-url", &format!("http://127.0.0.1:{port_a}")])
-        .args(["--poll-interval", "1s", "--no-input"])
-        .env(key_env.0, key_env.1)
-        .env_remove("ORGTRAIL_LAKE")
-        .env_remove("ORGTRAIL_CONFIG")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let key_file = data.path().join("key");
+    std::fs::write(&key_file, OLD_KEY).unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let url_a = format!("http://127.0.0.1:{port_a}");
+    let add = orgtrail(
+        data.path(),
+        &[
+            "source",
+            "add",
+            "--name",
+            MOVED,
+            "--org-id",
+            ORG,
+            "--api-key-file",
+            key_file.to_str().unwrap(),
+            "--base-url",
+            &url_a,
+            "--poll-interval",
+            "1s",
+            "--no-input",
+        ],
+    );
     assert!(add.status.success(), "{}", text(&add));
 
     let run_err = data.path().join("run.err");
@@ -370,7 +378,6 @@ fn a_base_url_edited_while_run_is_collecting_is_used_at_once() {
             .arg("run")
             // Not the default ports: the other test of this file runs a daemon at the same time.
             .args(["--metrics-listen", "none", "--no-console"])
-            .env(key_env.0, key_env.1)
             .env_remove("ORGTRAIL_LAKE")
             .env_remove("ORGTRAIL_CONFIG")
             .stdin(Stdio::null())
@@ -386,17 +393,11 @@ fn a_base_url_edited_while_run_is_collecting_is_used_at_once() {
 
     // Host B: no history, live events only (all after A's last processedAt).
     let _sim_b = sim(port_b, 0, LIVE_B, "12");
-    let edit = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(data.path())
-        .args(["source", "edit", MOVED])
-        .args(["--base-url", &format!("http://127.0.0.1:{port_b}")])
-        .env(key_env.0, key_env.1)
-        .env_remove("ORGTRAIL_LAKE")
-        .env_remove("ORGTRAIL_CONFIG")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let url_b = format!("http://127.0.0.1:{port_b}");
+    let edit = orgtrail(
+        data.path(),
+        &["source", "edit", MOVED, "--base-url", &url_b],
+    );
     assert!(edit.status.success(), "{}", text(&edit));
 
     wait_until("run switches to host B", 60, || {
