@@ -18,7 +18,7 @@ use orgtrail_atlassian::{
     ApiError, ApiKey, Client, Cycle, CycleEnd, ErrorKind, Hooks, Page, PageRequest,
 };
 use orgtrail_lake::{BatchBuffer, BufferedKey, FailureRecord, Lake, new_batch_id};
-use orgtrail_schema::{Normalizer, Outcome, Schema};
+use orgtrail_schema::{Normalizer, Schema, Verdict};
 use orgtrail_state::{
     Checkpoint, EventKey, ExposeSecret, RunRecord, RunStatus, Source, StateError, StateStore,
 };
@@ -570,7 +570,8 @@ impl Engine {
         let (source_id, label) = (source.id.clone(), source.name.clone());
         let log_type = self.schema.name.clone();
         tokio::task::spawn_blocking(move || {
-            let mut rows = Vec::with_capacity(events.len());
+            let mut rows = buffer.page_builder()?;
+            let mut keys = Vec::with_capacity(events.len());
             let mut failures = Vec::new();
             for (id, processed_at_ms, event) in &events {
                 let key = BufferedKey {
@@ -578,9 +579,13 @@ impl Engine {
                     processed_at_ms: *processed_at_ms,
                     arrival,
                 };
-                match normalizer.normalize(event.json().as_bytes()) {
-                    Outcome::Row(r) => rows.push((key, r)),
-                    Outcome::Failure(failure) => failures.push((
+                match normalizer.normalize_into(
+                    event.json().as_bytes(),
+                    Timestamp::now(),
+                    &mut rows,
+                ) {
+                    Verdict::Row => keys.push(key),
+                    Verdict::Failure(failure) => failures.push((
                         key,
                         FailureRecord {
                             parse_time: Timestamp::now(),
@@ -590,10 +595,10 @@ impl Engine {
                             failure,
                         },
                     )),
-                    Outcome::Skip => {}
+                    Verdict::Skip => {}
                 }
             }
-            buffer.push_page(rows, failures)?;
+            buffer.push_page(rows, keys, failures)?;
             Ok::<_, EngineError>(buffer)
         })
         .await

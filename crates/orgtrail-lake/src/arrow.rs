@@ -8,16 +8,16 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, Float64Array, Int16Array, Int32Array, Int64Array, ListArray,
-    RecordBatch, StringArray, StringBuilder, StructArray, TimestampNanosecondArray,
+    Array, BooleanArray, Float64Array, Int16Array, Int32Array, Int64Array, ListArray, RecordBatch,
+    StringArray, StructArray, TimestampNanosecondArray,
 };
-use arrow::buffer::{NullBuffer, OffsetBuffer};
 use arrow::datatypes::{DataType, Field, Fields, Schema as ArrowSchema, SchemaRef, TimeUnit};
 use jiff::Timestamp;
 use orgtrail_schema::schema::IntWidth;
 use orgtrail_schema::{IndicatorField, Indicators, Row, Schema, Type, Value};
 
 use crate::LakeError;
+use crate::columns::RowsBuilder;
 
 /// The `p_*` columns after the event fields.
 pub const P_COLUMNS: [&str; 6] = [
@@ -100,52 +100,21 @@ pub fn table_schema(schema: &Schema) -> SchemaRef {
     Arc::new(ArrowSchema::new(fields))
 }
 
-/// Builds one record batch from rows of `schema`.
+/// Builds one record batch from rows of `schema` (rows given as value trees; see
+/// [`RowsBuilder`] to build a batch while normalizing).
 pub fn rows_to_batch(
     schema: &Schema,
     arrow: &SchemaRef,
     rows: &[&Row<'_>],
 ) -> Result<RecordBatch, LakeError> {
-    let mut columns: Vec<ArrayRef> = Vec::with_capacity(arrow.fields().len());
-    // The Arrow types come from `arrow` (shared, not rebuilt per batch), so checking the columns
-    // against the schema compares pointers.
-    for (i, (field, column)) in schema.fields.iter().zip(arrow.fields()).enumerate() {
-        let values: Vec<Option<&Value>> = rows
-            .iter()
-            .map(|r| r.fields.get(i).and_then(Option::as_ref))
-            .collect();
-        columns.push(build(&field.ty, column.data_type(), &values)?);
+    let mut builder = RowsBuilder::new(schema, arrow)?;
+    for row in rows {
+        builder.push_row(row);
     }
-    let log_type = schema.name.as_str();
-    columns.push(Arc::new(StringArray::from_iter_values(
-        rows.iter().map(|_| log_type),
-    )));
-    columns.push(Arc::new(StringArray::from_iter_values(
-        rows.iter().map(|r| r.row_id.as_str()),
-    )));
-    for get in [|r: &Row<'_>| r.event_time, |r: &Row<'_>| r.parse_time] {
-        let nanos = rows.iter().map(|r| nanos(get(r))).collect::<Vec<_>>();
-        columns.push(Arc::new(
-            TimestampNanosecondArray::from(nanos).with_timezone("UTC"),
-        ));
-    }
-    columns.push(Arc::new(
-        rows.iter()
-            .map(|r| r.source_id.as_deref())
-            .collect::<StringArray>(),
-    ));
-    columns.push(Arc::new(
-        rows.iter()
-            .map(|r| r.source_label.as_deref())
-            .collect::<StringArray>(),
-    ));
-    for f in &schema.indicator_fields {
-        columns.push(string_lists(rows.iter().map(|r| r.indicators.values(*f))));
-    }
-    Ok(RecordBatch::try_new(arrow.clone(), columns)?)
+    Ok(builder.finish()?.0)
 }
 
-fn nanos(t: Timestamp) -> i64 {
+pub(crate) fn nanos(t: Timestamp) -> i64 {
     // Timestamps from RFC 3339 or unix times fit in i64 nanoseconds until the year 2262; clamp the
     // rest rather than fail a whole batch.
     i64::try_from(t.as_nanosecond()).unwrap_or(if t.as_second() < 0 {
@@ -153,163 +122,6 @@ fn nanos(t: Timestamp) -> i64 {
     } else {
         i64::MAX
     })
-}
-
-fn string_lists<'r, L: Iterator<Item = &'r str>>(lists: impl Iterator<Item = L>) -> ArrayRef {
-    let mut values = StringBuilder::new();
-    let mut lengths = Vec::new();
-    for list in lists {
-        let mut n = 0;
-        for v in list {
-            values.append_value(v);
-            n += 1;
-        }
-        lengths.push(n);
-    }
-    let nulls = NullBuffer::from_iter(lengths.iter().map(|n| *n > 0));
-    Arc::new(ListArray::new(
-        Arc::new(Field::new("item", DataType::Utf8, true)),
-        OffsetBuffer::from_lengths(lengths),
-        Arc::new(values.finish()),
-        Some(nulls),
-    ))
-}
-
-/// One column of `values`, of schema type `ty` and Arrow type `dt` (`data_type(ty)`).
-fn build(ty: &Type, dt: &DataType, values: &[Option<&Value>]) -> Result<ArrayRef, LakeError> {
-    fn text<'v>(v: &Option<&'v Value<'_>>) -> Option<&'v str> {
-        match v {
-            Some(Value::String(s) | Value::Json(s)) => Some(s.as_ref()),
-            _ => None,
-        }
-    }
-    Ok(match ty {
-        Type::String(_) | Type::Json { .. } => {
-            // Sized up front: no regrowth (and copying) of the value buffer.
-            let bytes = values.iter().map(|v| text(v).map_or(0, str::len)).sum();
-            let mut b = StringBuilder::with_capacity(values.len(), bytes);
-            for v in values {
-                b.append_option(text(v));
-            }
-            Arc::new(b.finish())
-        }
-        Type::Int(width) => {
-            let ints = values.iter().map(|v| match v {
-                Some(Value::Int(i)) => Some(*i),
-                _ => None,
-            });
-            // The normalizer range-checked every value for its width.
-            match width {
-                IntWidth::Small => Arc::new(
-                    ints.map(|i| i.and_then(|i| i16::try_from(i).ok()))
-                        .collect::<Int16Array>(),
-                ),
-                IntWidth::Int => Arc::new(
-                    ints.map(|i| i.and_then(|i| i32::try_from(i).ok()))
-                        .collect::<Int32Array>(),
-                ),
-                IntWidth::Big => Arc::new(ints.collect::<Int64Array>()),
-            }
-        }
-        Type::Float => Arc::new(
-            values
-                .iter()
-                .map(|v| match v {
-                    Some(Value::Float(f)) => Some(*f),
-                    _ => None,
-                })
-                .collect::<Float64Array>(),
-        ),
-        Type::Boolean => Arc::new(
-            values
-                .iter()
-                .map(|v| match v {
-                    Some(Value::Bool(b)) => Some(*b),
-                    _ => None,
-                })
-                .collect::<BooleanArray>(),
-        ),
-        Type::Timestamp(_) => Arc::new(
-            values
-                .iter()
-                .map(|v| match v {
-                    Some(Value::Timestamp(t)) => Some(nanos(*t)),
-                    _ => None,
-                })
-                .collect::<TimestampNanosecondArray>()
-                .with_timezone("UTC"),
-        ),
-        Type::Object { fields, .. } => {
-            let DataType::Struct(arrow_fields) = dt else {
-                return Err(mismatch(dt));
-            };
-            let mut children = Vec::with_capacity(fields.len());
-            for (i, (f, af)) in fields.iter().zip(arrow_fields).enumerate() {
-                let child: Vec<Option<&Value>> = values
-                    .iter()
-                    .map(|v| match v {
-                        Some(Value::Object(slots)) => slots.get(i).and_then(Option::as_ref),
-                        _ => None,
-                    })
-                    .collect();
-                children.push(build(&f.ty, af.data_type(), &child)?);
-            }
-            let nulls = NullBuffer::from(
-                values
-                    .iter()
-                    .map(|v| matches!(v, Some(Value::Object(_))))
-                    .collect::<Vec<_>>(),
-            );
-            Arc::new(StructArray::try_new(
-                arrow_fields.clone(),
-                children,
-                Some(nulls),
-            )?)
-        }
-        Type::Array { element, .. } => {
-            let DataType::List(item) = dt else {
-                return Err(mismatch(dt));
-            };
-            let items = |v: &Option<&Value>| match v {
-                Some(Value::Array(items)) => items.len(),
-                _ => 0,
-            };
-            let offsets = OffsetBuffer::from_lengths(values.iter().map(items));
-            let flat: Vec<Option<&Value>> = values
-                .iter()
-                .flat_map(|v| match v {
-                    Some(Value::Array(items)) => items.as_slice(),
-                    _ => &[],
-                })
-                .map(|v| {
-                    if matches!(v, Value::Null) {
-                        None
-                    } else {
-                        Some(v)
-                    }
-                })
-                .collect();
-            let child = build(element, item.data_type(), &flat)?;
-            let nulls = NullBuffer::from(
-                values
-                    .iter()
-                    .map(|v| matches!(v, Some(Value::Array(_))))
-                    .collect::<Vec<_>>(),
-            );
-            Arc::new(ListArray::try_new(
-                item.clone(),
-                offsets,
-                child,
-                Some(nulls),
-            )?)
-        }
-    })
-}
-
-fn mismatch(dt: &DataType) -> LakeError {
-    LakeError::Io(format!(
-        "internal error: the Arrow type {dt} does not match the log schema's type"
-    ))
 }
 
 /// Reads rows back from a record batch with [`table_schema`]'s columns (any order; missing optional
@@ -608,6 +420,52 @@ fields:
             let back: Vec<Row<'static>> = reader.flat_map(|b| batch_to_rows(&schema, &b.unwrap()).unwrap()).collect();
             let expected: Vec<Row<'static>> = rows.into_iter().map(|mut r| { r.event_time_unparsed = false; r }).collect();
             prop_assert_eq!(back, expected);
+        }
+
+        /// Rows decoded straight into columns equal their value trees put into columns, also
+        /// next to lines that fail part way (a bad nested value, cut JSON) or repeat keys.
+        #[test]
+        fn rows_built_while_normalizing_equal_their_value_trees(
+            events in prop::collection::vec(event(), 1..12),
+            kinds in prop::collection::vec(0usize..6, 12),
+        ) {
+            let schema = compile(SCHEMA, "prop").unwrap();
+            let arrow = table_schema(&schema);
+            let n = Normalizer::new(Arc::new(schema.clone())).with_source(Some("s".into()), Some("l".into()));
+            let parse_time = Timestamp::from_second(1_700_000_000).unwrap();
+            let mut builder = RowsBuilder::new(&schema, &arrow).unwrap();
+            let mut rows = Vec::new();
+            for (e, kind) in events.iter().zip(kinds) {
+                let text = e.to_string();
+                let line = match kind {
+                    // A failure after values were taken: a bad element deep in `o.items`.
+                    3 => text.replacen('{', r#"{"s":"first","o":{"inner":"x","items":[{"k":1},{"k":"no"}]},"#, 1),
+                    // Cut JSON.
+                    4 => text[..(0..=text.len() / 2).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0)].to_owned(),
+                    // Repeated keys: the last value counts.
+                    5 => format!(r#"{},"s":"again","o":{{"inner":"second"}},"tags":[],"i":null}}"#, &text[..text.len() - 1]),
+                    _ => text,
+                };
+                let tree = n.normalize_at(line.as_bytes(), parse_time);
+                let verdict = n.normalize_into(line.as_bytes(), parse_time, &mut builder);
+                match tree {
+                    Outcome::Row(r) => {
+                        prop_assert_eq!(verdict, orgtrail_schema::Verdict::Row, "{}", line);
+                        rows.push(r.into_owned());
+                    }
+                    Outcome::Failure(f) => prop_assert_eq!(verdict, orgtrail_schema::Verdict::Failure(f)),
+                    Outcome::Skip => prop_assert_eq!(verdict, orgtrail_schema::Verdict::Skip),
+                }
+            }
+            let refs: Vec<&Row<'_>> = rows.iter().collect();
+            let expected = rows_to_batch(&schema, &arrow, &refs).unwrap();
+            let (batch, hours) = builder.finish().unwrap();
+            prop_assert_eq!(&batch, &expected);
+            let event_hours: Vec<i64> = rows.iter().map(|r| crate::write::hour_of(r.event_time)).collect();
+            prop_assert_eq!(hours, event_hours);
+            let back = batch_to_rows(&schema, &batch).unwrap();
+            let rows: Vec<Row<'static>> = rows.into_iter().map(|mut r| { r.event_time_unparsed = false; r }).collect();
+            prop_assert_eq!(back, rows);
         }
     }
 }

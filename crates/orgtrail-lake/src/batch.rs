@@ -11,14 +11,16 @@ use ::arrow::array::BooleanArray;
 use ::arrow::compute::filter_record_batch;
 use ::arrow::datatypes::SchemaRef;
 use ::arrow::record_batch::RecordBatch;
+use jiff::Timestamp;
 use object_store::path::Path;
-use orgtrail_schema::{Row, Schema};
+use orgtrail_schema::Schema;
 
-use crate::arrow::{rows_to_batch, table_schema};
+use crate::arrow::table_schema;
+use crate::columns::{RowsBuilder, SizeHint, split_by_hour};
 use crate::store::Location;
 use crate::write::{
     self, Encoded, FAILURES_TABLE, FailureRecord, WrittenFile, check_batch_id, encode_batches,
-    file_path, hour_of, hour_partition, parallel_map,
+    file_path, hour_partition, parallel_map,
 };
 use crate::{Lake, LakeError};
 
@@ -49,6 +51,8 @@ pub struct BatchBuffer {
     rows: BTreeMap<String, Vec<Part>>,
     failures: Vec<(u32, FailureRecord)>,
     memory: usize,
+    /// The sizes of the last page's columns, for the next page's builder.
+    page_size: SizeHint,
 }
 
 /// Memory of the rows of a record batch that may be a slice of a larger one (a page's rows are one
@@ -79,44 +83,50 @@ impl BatchBuffer {
             rows: BTreeMap::new(),
             failures: Vec::new(),
             memory: 0,
+            page_size: SizeHint::default(),
         }
     }
 
-    /// Adds one page's normalized rows and classification failures (converted to Arrow now, so the
-    /// rows' memory is freed at once). The rows become one record batch in event-hour order, sliced
-    /// per hour (a page of mostly one hour plus a few late events would otherwise build a whole set
-    /// of Arrow arrays for each late event).
+    /// Adds one page's rows (built while normalizing; `keys[i]` is the key of row `i`) and
+    /// classification failures. The rows are split per event hour (a page of mostly one hour plus a
+    /// few late events gives one slice per hour, not a set of Arrow arrays per late event).
     pub fn push_page(
         &mut self,
-        rows: Vec<(BufferedKey, Row<'_>)>,
+        rows: RowsBuilder,
+        keys: Vec<BufferedKey>,
         failures: Vec<(BufferedKey, FailureRecord)>,
     ) -> Result<(), LakeError> {
         let base = self.keys.len();
-        self.index(base + rows.len())?;
-        let hours: Vec<i64> = rows.iter().map(|(_, r)| hour_of(r.event_time)).collect();
-        // Stable: rows of one hour keep their arrival order.
-        let mut order: Vec<usize> = (0..rows.len()).collect();
-        order.sort_by_key(|&i| hours[i]);
-        if !order.is_empty() {
-            let sorted: Vec<&Row<'_>> = order.iter().map(|&i| &rows[i].1).collect();
-            let batch = rows_to_batch(&self.schema, &self.arrow, &sorted)?;
-            self.memory += batch.get_array_memory_size();
-            let mut start = 0;
-            for group in order.chunk_by(|a, b| hours[*a] == hours[*b]) {
-                let hour = hour_partition(rows[group[0]].1.event_time);
+        self.index(base + keys.len())?;
+        if rows.len() != keys.len() {
+            return Err(LakeError::Io(format!(
+                "internal error: a page of {} rows came with {} keys",
+                rows.len(),
+                keys.len()
+            )));
+        }
+        if !rows.is_empty() {
+            self.page_size = rows.size_hint();
+            let (batch, hours) = rows.finish()?;
+            let parts = split_by_hour(batch, &hours)?;
+            // The slices share the page's buffers (allocated size, not only what is used).
+            self.memory += parts
+                .first()
+                .map_or(0, |(_, b, _)| b.get_array_memory_size());
+            for (h, slice, idx) in parts {
+                let hour = hour_partition(
+                    Timestamp::from_second(h * 3600)
+                        .map_err(|e| LakeError::Corrupt(format!("event hour {h}: {e}")))?,
+                );
                 // In range: checked above.
-                let idx = group.iter().map(|&i| (base + i) as u32).collect();
-                self.rows
-                    .entry(hour)
-                    .or_default()
-                    .push((batch.slice(start, group.len()), idx));
-                start += group.len();
+                let idx = idx.into_iter().map(|i| base as u32 + i).collect();
+                self.rows.entry(hour).or_default().push((slice, idx));
             }
         }
-        for (key, _) in &rows {
+        for key in &keys {
             self.memory += key_memory(key);
         }
-        self.keys.extend(rows.into_iter().map(|(k, _)| k));
+        self.keys.extend(keys);
         for (key, failure) in failures {
             let idx = self.index(self.keys.len())?;
             self.memory += key_memory(&key) + failure_memory(&failure);
@@ -129,6 +139,11 @@ impl BatchBuffer {
     fn index(&self, i: usize) -> Result<u32, LakeError> {
         u32::try_from(i)
             .map_err(|_| LakeError::Io("a lake batch cannot hold more than 2^32 events".into()))
+    }
+
+    /// A builder for the next page's rows (sized like the last page's).
+    pub fn page_builder(&self) -> Result<RowsBuilder, LakeError> {
+        Ok(RowsBuilder::new(&self.schema, &self.arrow)?.with_size_hint(&self.page_size))
     }
 
     /// Every buffered event (rows and failures), in arrival order.
@@ -393,7 +408,7 @@ impl Lake {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use orgtrail_schema::{Normalizer, Outcome, Registry};
+    use orgtrail_schema::{Normalizer, Registry, Verdict};
 
     /// An Atlassian event; the id `bad` lacks the required `links` (a classification failure).
     fn event(id: &str, time: &str) -> String {
@@ -407,7 +422,8 @@ mod tests {
 
     /// Pushes one page of `(id, time)` events.
     fn push(buffer: &mut BatchBuffer, n: &Normalizer, arrival: u64, events: &[(&str, &str)]) {
-        let mut rows = Vec::new();
+        let mut rows = buffer.page_builder().unwrap();
+        let mut keys = Vec::new();
         let mut failures = Vec::new();
         for (id, time) in events {
             let key = BufferedKey {
@@ -415,9 +431,10 @@ mod tests {
                 processed_at_ms: None,
                 arrival,
             };
-            match n.normalize(event(id, time).as_bytes()) {
-                Outcome::Row(r) => rows.push((key, r.into_owned())),
-                Outcome::Failure(failure) => failures.push((
+            let line = event(id, time);
+            match n.normalize_into(line.as_bytes(), jiff::Timestamp::now(), &mut rows) {
+                Verdict::Row => keys.push(key),
+                Verdict::Failure(failure) => failures.push((
                     key,
                     FailureRecord {
                         parse_time: jiff::Timestamp::now(),
@@ -427,10 +444,10 @@ mod tests {
                         failure,
                     },
                 )),
-                Outcome::Skip => panic!("{id} skipped"),
+                Verdict::Skip => panic!("{id} skipped"),
             }
         }
-        buffer.push_page(rows, failures).unwrap();
+        buffer.push_page(rows, keys, failures).unwrap();
     }
 
     fn encoded_files(buffer: BatchBuffer, keep: &[&str]) -> Vec<(String, usize)> {

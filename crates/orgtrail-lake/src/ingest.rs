@@ -21,10 +21,11 @@ use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
 use jiff::Timestamp;
 use object_store::path::Path;
-use orgtrail_schema::{Failure, Outcome, Row, RowReader, Schema};
+use orgtrail_schema::{Failure, RowReader, Schema, Verdict};
 
-use crate::arrow::{rows_to_batch, table_schema};
-use crate::write::{self, WrittenFile, check_batch_id, hour_of, hour_partition};
+use crate::arrow::table_schema;
+use crate::columns::{RowsBuilder, SizeHint, split_by_hour};
+use crate::write::{self, WrittenFile, check_batch_id, hour_partition};
 use crate::{Lake, LakeError};
 
 /// Limits of one ingest run.
@@ -157,56 +158,43 @@ struct Parser<'s> {
 }
 
 impl Parser<'_> {
-    /// Parses a chunk; its buffer is handed back for reuse.
-    fn parse(&self, chunk: Chunk) -> (Work, Vec<u8>) {
-        let work = self.parse_lines(&chunk);
+    /// Parses a chunk (with columns sized like the last chunk's); its buffer is handed back for
+    /// reuse.
+    fn parse(&self, chunk: Chunk, size: &mut SizeHint) -> (Work, Vec<u8>) {
+        let work = self.parse_lines(&chunk, size);
         (work, chunk.bytes)
     }
 
-    fn parse_lines(&self, chunk: &Chunk) -> Work {
+    fn parse_lines(&self, chunk: &Chunk, size: &mut SizeHint) -> Work {
         let text = &chunk.bytes[..];
         let body = text.strip_suffix(b"\n").unwrap_or(text);
-        let mut rows: Vec<(i64, Row<'_>)> = Vec::with_capacity(text.len() / 1024 + 16);
+        let mut rows = RowsBuilder::new(self.schema, &self.arrow)?.with_size_hint(size);
         let mut bad = Vec::new();
         let mut lines = 0;
         for (i, line) in body.split(|&b| b == b'\n').enumerate() {
             lines = i + 1;
-            match self.reader.read(line) {
-                Outcome::Row(row) => rows.push((hour_of(row.event_time), row)),
-                Outcome::Skip => {}
-                Outcome::Failure(failure) => bad.push(BadLine {
+            if let Verdict::Failure(failure) = self.reader.read_into(line, &mut rows) {
+                bad.push(BadLine {
                     input: chunk.input,
                     line: i + 1,
                     looks_like_row: line.windows(10).any(|w| w == b"p_row_id\":"),
                     failure,
-                }),
+                });
             }
         }
-        // Stable: rows of one hour keep their input order.
-        if !rows.is_sorted_by_key(|(h, _)| *h) {
-            rows.sort_by_key(|(h, _)| *h);
-        }
-        let refs: Vec<&Row<'_>> = rows.iter().map(|(_, r)| r).collect();
-        let mut hours = Vec::new();
-        let (mut arrow_bytes, n) = (0, rows.len());
-        if n > 0 {
-            let batch = rows_to_batch(self.schema, &self.arrow, &refs)?;
-            arrow_bytes = batch.get_array_memory_size();
-            let mut start = 0;
-            while start < n {
-                let h = rows[start].0;
-                let end = start + rows[start..].partition_point(|(x, _)| *x == h);
-                hours.push((h, batch.slice(start, end - start)));
-                start = end;
-            }
-        }
+        let n = rows.len();
+        *size = rows.size_hint();
+        let (batch, hours) = rows.finish()?;
         Ok(Parsed {
             seq: chunk.seq,
             input: chunk.input,
             lines,
             rows: n,
-            arrow_bytes,
-            hours,
+            arrow_bytes: batch.get_array_memory_size(),
+            hours: split_by_hour(batch, &hours)?
+                .into_iter()
+                .map(|(h, slice, _)| (h, slice))
+                .collect(),
             bad,
         })
     }
@@ -355,6 +343,7 @@ fn parse_worker(
     tx: &SyncSender<Work>,
     spare: &SyncSender<Vec<u8>>,
 ) {
+    let mut size = SizeHint::default();
     loop {
         let chunk = match rx.lock() {
             Ok(rx) => rx.recv(),
@@ -362,7 +351,7 @@ fn parse_worker(
         };
         let work = match chunk {
             Ok(Ok(chunk)) => {
-                let (work, buf) = parser.parse(chunk);
+                let (work, buf) = parser.parse(chunk, &mut size);
                 let _ = spare.try_send(buf);
                 work
             }

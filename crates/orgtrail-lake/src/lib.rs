@@ -7,6 +7,7 @@
 
 pub mod arrow;
 mod batch;
+mod columns;
 mod compact;
 mod ingest;
 mod query;
@@ -18,6 +19,7 @@ use jiff::SignedDuration;
 use orgtrail_schema::{Registry, Row, Schema, SchemaError};
 
 pub use batch::{BatchBuffer, BufferedKey, PENDING_SUFFIX, PendingWrite};
+pub use columns::{HourRows, RowsBuilder, SizeHint, split_by_hour};
 pub use compact::CompactReport;
 pub use ingest::{BadLine, IngestOptions, IngestReport};
 pub use query::{LimitedResult, PARTITION_COLUMNS, QueryEngine, expand_macros};

@@ -3,7 +3,8 @@
 //! - [`compile`] checks schema YAML (Panther's schema language) and builds a [`Schema`]; every
 //!   problem is reported with its field path and YAML line.
 //! - [`Normalizer`] turns one JSON line into a [`Row`] (with the `p_*` standard fields and the
-//!   `p_any_*` indicators) or a [`Failure`] listing every problem with its JSON path.
+//!   `p_any_*` indicators) or a [`Failure`] listing every problem with its JSON path; or passes the
+//!   row's values to a [`Sink`] as it reads them (the lake builds Arrow columns that way).
 //! - [`builtin`] holds the built-in `Atlassian.Audit` schema.
 //! - [`schematest`] runs Panther's `*_tests.yml` schema tests.
 //!
@@ -17,15 +18,17 @@ mod output;
 mod rows;
 pub mod schema;
 pub mod schematest;
+pub mod sink;
 pub mod time;
 
 use std::sync::Arc;
 
 pub use compile::compile;
 pub use indicators::{Indicator, IndicatorField, Indicators};
-pub use normalize::{Failure, FieldError, Normalizer, Outcome, Row, Value, row_id};
+pub use normalize::{Failure, FieldError, Normalizer, Outcome, Row, Value, Verdict, row_id};
 pub use rows::RowReader;
 pub use schema::{Field, Problem, Schema, Type, table_name};
+pub use sink::{Sink, Standard, TreeSink};
 pub use time::{TimeFormat, TimeLayout};
 
 /// Errors of this crate. Each message names the input and what to do about it.

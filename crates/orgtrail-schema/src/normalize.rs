@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::indicators::Indicators;
 use crate::schema::{Field, IpVersion, Schema, StringRules, Type};
+use crate::sink::{Owned, Sink, Standard, TreeSink};
 use crate::time::TimeFormat;
 
 /// A normalized value, shaped by the schema. Strings and `json` text borrow from the input line
@@ -170,45 +171,75 @@ impl Normalizer {
 
     /// Normalizes one line with a given `p_parse_time`.
     pub fn normalize_at<'a>(&self, line: &'a [u8], parse_time: Timestamp) -> Outcome<'a> {
-        let (fields, ctx, trimmed) = match decode(&self.schema.fields, line) {
+        let mut tree = TreeSink::default();
+        match self.normalize_into(line, parse_time, &mut tree) {
+            Verdict::Row => tree.take().map_or(Outcome::Skip, Outcome::Row),
+            Verdict::Failure(f) => Outcome::Failure(f),
+            Verdict::Skip => Outcome::Skip,
+        }
+    }
+
+    /// Normalizes one line into `sink` (a row is passed on as it is read; see [`Sink`]).
+    pub fn normalize_into<'a, S: Sink<'a>>(
+        &self,
+        line: &'a [u8],
+        parse_time: Timestamp,
+        sink: &mut S,
+    ) -> Verdict {
+        let (ctx, trimmed) = match decode(
+            &self.schema.fields,
+            self.schema.event_id.as_deref(),
+            line,
+            sink,
+        ) {
             Ok(decoded) => decoded,
-            Err(outcome) => return *outcome,
+            Err(verdict) => return verdict,
         };
         let mut indicators = ctx.indicators;
         indicators.finish();
-        let event_id = self
-            .schema
-            .event_id
-            .as_deref()
-            .and_then(|p| lookup_str(&fields, p));
         let row_id = row_id(
             self.source_id.as_deref().unwrap_or(""),
-            event_id.unwrap_or(trimmed),
+            ctx.event_id.as_deref().unwrap_or(trimmed),
         );
-        Outcome::Row(Row {
-            fields,
-            row_id,
-            event_time: ctx.event_time.map_or(parse_time, |(_, t)| t),
-            parse_time,
-            source_id: self.source_id.clone(),
-            source_label: self.source_label.clone(),
-            indicators,
-            event_time_unparsed: ctx.event_time_unparsed,
-        })
+        sink.end_row(
+            ctx.event_time.map_or(parse_time, |(_, t)| t),
+            Some(Standard {
+                row_id,
+                parse_time,
+                source_id: self.source_id.clone(),
+                source_label: self.source_label.clone(),
+                indicators,
+                event_time_unparsed: ctx.event_time_unparsed,
+            }),
+        );
+        Verdict::Row
     }
 }
 
-/// Decodes one line into slots for `fields`: the skip / failure outcomes, or the slots with the
-/// context (indicators, event time) and the trimmed text.
-fn decode<'s, 'a>(
+/// What became of a line normalized into a [`Sink`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// The row went into the sink.
+    Row,
+    /// Not a row (the sink was told to drop it).
+    Failure(Failure),
+    /// An empty (or whitespace-only) line.
+    Skip,
+}
+
+/// Decodes one line for `fields` into `sink`: the context (indicators, event time, event id) and
+/// the trimmed text, for the caller to end the row; or why it is not a row (the sink was told).
+pub(crate) fn decode<'s, 'a, S: Sink<'a>>(
     fields: &'s [Field],
+    event_id: Option<&'s [usize]>,
     line: &'a [u8],
-) -> Result<(Slots<'a>, Ctx<'s>, &'a str), Box<Outcome<'a>>> {
+    sink: &mut S,
+) -> Result<(Ctx<'s>, &'a str), Verdict> {
     let text = match std::str::from_utf8(line) {
         Ok(t) => t,
         Err(e) => {
             use base64::Engine;
-            return Err(Box::new(Outcome::Failure(Failure {
+            return Err(Verdict::Failure(Failure {
                 errors: vec![FieldError {
                     path: "$".into(),
                     message: format!(
@@ -218,47 +249,39 @@ fn decode<'s, 'a>(
                 }],
                 payload: String::from_utf8_lossy(line).into_owned(),
                 payload_base64: Some(base64::engine::general_purpose::STANDARD.encode(line)),
-            })));
+            }));
         }
     };
     let trimmed = text.trim();
     if trimmed.is_empty() {
-        return Err(Box::new(Outcome::Skip));
+        return Err(Verdict::Skip);
     }
-    let mut ctx = Ctx::default();
+    let mut ctx = Ctx {
+        event_id_path: event_id,
+        ..Ctx::default()
+    };
     let mut de = serde_json::Deserializer::from_str(trimmed);
     let parsed = FieldsSeed {
         fields,
         embedded: false,
         ctx: &mut ctx,
+        sink: &mut *sink,
     }
     .deserialize(&mut de)
     .and_then(|v| de.end().map(|()| v));
-    let slots = match parsed {
-        Ok(Some(slots)) => slots,
-        Ok(None) => Vec::new(), // an error was recorded (not an object)
-        Err(e) => {
-            ctx.path.clear();
-            ctx.error(format!("invalid JSON: {e}"));
-            Vec::new()
-        }
-    };
+    if let Err(e) = parsed {
+        ctx.path.clear();
+        ctx.error(format!("invalid JSON: {e}"));
+    }
     if !ctx.errors.is_empty() {
-        return Err(Box::new(Outcome::Failure(Failure {
+        sink.abort_row();
+        return Err(Verdict::Failure(Failure {
             errors: ctx.errors,
             payload: text.to_owned(),
             payload_base64: None,
-        })));
+        }));
     }
-    Ok((slots, ctx, trimmed))
-}
-
-/// Decodes a line into slots for `fields`, without the normalizer's enrichment (for [`crate::rows`]).
-pub(crate) fn decode_with<'a>(
-    fields: &[Field],
-    line: &'a [u8],
-) -> Result<(Slots<'a>, &'a str), Box<Outcome<'a>>> {
-    decode(fields, line).map(|(slots, _, text)| (slots, text))
+    Ok((ctx, trimmed))
 }
 
 /// `p_row_id`: the first 32 hex digits of SHA-256(`source_id:event_id`), so a replayed event gets
@@ -279,29 +302,26 @@ pub fn row_id(source_id: &str, event_id: &str) -> String {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-fn lookup_str<'v>(fields: &'v [Option<Value<'_>>], path: &[usize]) -> Option<&'v str> {
-    let (first, rest) = path.split_first()?;
-    match (fields.get(*first)?.as_ref()?, rest) {
-        (Value::String(s), []) if !s.is_empty() => Some(s),
-        (Value::Object(inner), rest) if !rest.is_empty() => lookup_str(inner, rest),
-        _ => None,
-    }
-}
-
 enum Seg<'s> {
-    Key(&'s str),
+    /// A field: its name and index.
+    Key(&'s str, usize),
     Index(usize),
 }
 
 #[derive(Default)]
-struct Ctx<'s> {
+pub(crate) struct Ctx<'s> {
     errors: Vec<FieldError>,
     path: Vec<Seg<'s>>,
-    indicators: Indicators,
-    event_time: Option<(u32, Timestamp)>,
-    event_time_unparsed: bool,
+    pub(crate) indicators: Indicators,
+    pub(crate) event_time: Option<(u32, Timestamp)>,
+    pub(crate) event_time_unparsed: bool,
     /// Inside an array, `required` and `validate` are not checked (Panther has no `dive`).
     array_depth: u32,
+    /// Whether each field of the objects being read was present (a stack, one slot per field).
+    present: Vec<bool>,
+    /// Field indices of the schema's `isEventId` field, and its value as last read.
+    event_id_path: Option<&'s [usize]>,
+    pub(crate) event_id: Option<String>,
 }
 
 impl Ctx<'_> {
@@ -311,7 +331,7 @@ impl Ctx<'_> {
         for seg in &self.path {
             // Writing into a String cannot fail.
             let _ = match seg {
-                Seg::Key(k) => write!(path, ".{k}"),
+                Seg::Key(k, _) => write!(path, ".{k}"),
                 Seg::Index(i) => write!(path, "[{i}]"),
             };
         }
@@ -322,6 +342,16 @@ impl Ctx<'_> {
         if self.event_time.is_none_or(|(p, _)| priority < p) {
             self.event_time = Some((priority, t));
         }
+    }
+
+    /// Whether the current path (all fields, no array) is `path` (`prefix`: or leads to it).
+    fn at(&self, path: &[usize], prefix: bool) -> bool {
+        (self.path.len() == path.len() || prefix && self.path.len() < path.len())
+            && self
+                .path
+                .iter()
+                .zip(path)
+                .all(|(seg, i)| matches!(seg, Seg::Key(_, k) if k == i))
     }
 }
 
@@ -361,16 +391,18 @@ fn decode_str(raw: &str) -> Cow<'_, str> {
     serde_json::from_str::<String>(raw).map_or(Cow::Borrowed(inner), Cow::Owned)
 }
 
-struct FieldsSeed<'s, 'c> {
+struct FieldsSeed<'s, 'c, S> {
     fields: &'s [Field],
     embedded: bool,
     ctx: &'c mut Ctx<'s>,
+    sink: &'c mut S,
 }
 
 pub(crate) type Slots<'de> = Vec<Option<Value<'de>>>;
 
-impl<'de, 's> DeserializeSeed<'de> for FieldsSeed<'s, '_> {
-    type Value = Option<Slots<'de>>;
+impl<'de, 's, S: Sink<'de>> DeserializeSeed<'de> for FieldsSeed<'s, '_, S> {
+    /// Whether the object is present.
+    type Value = bool;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(self)
@@ -408,37 +440,42 @@ macro_rules! wrong_kind {
                 concat!("expected ", $expected, ", got the boolean {}"),
                 v
             ));
-            Ok(None)
+            self.sink.null();
+            Ok(false)
         }
         fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
             self.ctx.error(format!(
                 concat!("expected ", $expected, ", got the number {}"),
                 v
             ));
-            Ok(None)
+            self.sink.null();
+            Ok(false)
         }
         fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
             self.ctx.error(format!(
                 concat!("expected ", $expected, ", got the number {}"),
                 v
             ));
-            Ok(None)
+            self.sink.null();
+            Ok(false)
         }
         fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
             self.ctx.error(format!(
                 concat!("expected ", $expected, ", got the number {}"),
                 v
             ));
-            Ok(None)
+            self.sink.null();
+            Ok(false)
         }
         fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
+            self.sink.null();
+            Ok(false)
         }
     };
 }
 
-impl<'de, 's> Visitor<'de> for FieldsSeed<'s, '_> {
-    type Value = Option<Slots<'de>>;
+impl<'de, 's, S: Sink<'de>> Visitor<'de> for FieldsSeed<'s, '_, S> {
+    type Value = bool;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON object")
@@ -452,46 +489,56 @@ impl<'de, 's> Visitor<'de> for FieldsSeed<'s, '_> {
                 "expected an object, got the string {}",
                 show(&format!("{v:?}"))
             ));
-            return Ok(None);
+            self.sink.null();
+            return Ok(false);
         }
         let mut nested = serde_json::Deserializer::from_str(v);
-        let fields = self.fields;
-        let ctx = self.ctx;
+        let (fields, ctx) = (self.fields, self.ctx);
         let parsed = FieldsSeed {
             fields,
             embedded: false,
             ctx: &mut *ctx,
+            sink: &mut Owned(self.sink),
         }
         .deserialize(&mut nested)
         .and_then(|x| nested.end().map(|()| x));
-        match parsed {
-            Ok(slots) => Ok(slots.map(owned_slots)),
-            Err(e) => {
-                ctx.error(format!(
-                    "isEmbeddedJSON: the string is not a JSON object: {e}"
-                ));
-                Ok(None)
-            }
-        }
+        parsed.or_else(|e| {
+            // The row is a failure: what reached the sink is dropped with it.
+            ctx.error(format!(
+                "isEmbeddedJSON: the string is not a JSON object: {e}"
+            ));
+            Ok(false)
+        })
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         self.ctx.error("expected an object, got an array".into());
-        Ok(None)
+        self.sink.null();
+        Ok(false)
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let fields = self.fields;
-        let ctx = self.ctx;
-        let mut slots: Slots<'de> = (0..fields.len()).map(|_| None).collect();
+        let (fields, ctx, sink) = (self.fields, self.ctx, self.sink);
+        sink.begin_object(fields.len());
+        let base = ctx.present.len();
+        ctx.present.resize(base + fields.len(), false);
         while let Some(key) = map.next_key_seed(KeySeed(fields))? {
             match key {
                 Some(i) => {
-                    ctx.path.push(Seg::Key(&fields[i].name));
-                    slots[i] = map.next_value_seed(ValueSeed {
+                    ctx.path.push(Seg::Key(&fields[i].name, i));
+                    if let Some(id) = ctx.event_id_path
+                        && ctx.array_depth == 0
+                        && ctx.at(id, true)
+                    {
+                        // The event id is the value of its path as last read.
+                        ctx.event_id = None;
+                    }
+                    sink.field(i);
+                    ctx.present[base + i] = map.next_value_seed(ValueSeed {
                         ty: &fields[i].ty,
                         ctx: &mut *ctx,
+                        sink: &mut *sink,
                     })?;
                     ctx.path.pop();
                 }
@@ -501,9 +548,9 @@ impl<'de, 's> Visitor<'de> for FieldsSeed<'s, '_> {
             }
         }
         if ctx.array_depth == 0 {
-            for (field, slot) in fields.iter().zip(&slots) {
-                if field.required && slot.is_none() {
-                    ctx.path.push(Seg::Key(&field.name));
+            for (i, field) in fields.iter().enumerate() {
+                if field.required && !ctx.present[base + i] {
+                    ctx.path.push(Seg::Key(&field.name, i));
                     let what = match field.ty {
                         Type::String(_) | Type::Object { .. } | Type::Json { .. } => {
                             "missing or null"
@@ -516,31 +563,34 @@ impl<'de, 's> Visitor<'de> for FieldsSeed<'s, '_> {
                 }
             }
         }
-        Ok(Some(slots))
+        ctx.present.truncate(base);
+        sink.end_object();
+        Ok(true)
     }
 }
 
-struct ValueSeed<'s, 'c> {
+struct ValueSeed<'s, 'c, S> {
     ty: &'s Type,
     ctx: &'c mut Ctx<'s>,
+    sink: &'c mut S,
 }
 
-impl<'de, 's> DeserializeSeed<'de> for ValueSeed<'s, '_> {
-    type Value = Option<Value<'de>>;
+impl<'de, 's, S: Sink<'de>> DeserializeSeed<'de> for ValueSeed<'s, '_, S> {
+    /// Whether the value is present.
+    type Value = bool;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         match self.ty {
             Type::Object {
                 fields,
                 embedded_json,
-            } => {
-                let seed = FieldsSeed {
-                    fields,
-                    embedded: *embedded_json,
-                    ctx: self.ctx,
-                };
-                Ok(seed.deserialize(d)?.map(Value::Object))
+            } => FieldsSeed {
+                fields,
+                embedded: *embedded_json,
+                ctx: self.ctx,
+                sink: self.sink,
             }
+            .deserialize(d),
             Type::Array {
                 element,
                 embedded_json,
@@ -548,10 +598,20 @@ impl<'de, 's> DeserializeSeed<'de> for ValueSeed<'s, '_> {
                 element,
                 embedded: *embedded_json,
                 ctx: self.ctx,
+                sink: self.sink,
             }),
             ty => {
                 let raw = <&'de RawValue>::deserialize(d)?;
-                Ok(scalar(ty, raw.get(), self.ctx))
+                Ok(match scalar(ty, raw.get(), self.ctx) {
+                    Some(v) => {
+                        self.sink.scalar(v);
+                        true
+                    }
+                    None => {
+                        self.sink.null();
+                        false
+                    }
+                })
             }
         }
     }
@@ -559,14 +619,16 @@ impl<'de, 's> DeserializeSeed<'de> for ValueSeed<'s, '_> {
 
 use serde::Deserialize as _;
 
-struct ArrayVisitor<'s, 'c> {
+struct ArrayVisitor<'s, 'c, S> {
     element: &'s Type,
     embedded: bool,
     ctx: &'c mut Ctx<'s>,
+    sink: &'c mut S,
 }
 
-impl<'de, 's> Visitor<'de> for ArrayVisitor<'s, '_> {
-    type Value = Option<Value<'de>>;
+impl<'de, 's, S: Sink<'de>> Visitor<'de> for ArrayVisitor<'s, '_, S> {
+    /// Whether the array is present (it has elements).
+    type Value = bool;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON array")
@@ -580,7 +642,8 @@ impl<'de, 's> Visitor<'de> for ArrayVisitor<'s, '_> {
                 "expected an array, got the string {}",
                 show(&format!("{v:?}"))
             ));
-            return Ok(None);
+            self.sink.null();
+            return Ok(false);
         }
         let mut nested = serde_json::Deserializer::from_str(v);
         let (element, ctx) = (self.element, self.ctx);
@@ -589,43 +652,46 @@ impl<'de, 's> Visitor<'de> for ArrayVisitor<'s, '_> {
                 element,
                 embedded: false,
                 ctx: &mut *ctx,
+                sink: &mut Owned(self.sink),
             })
             .and_then(|x| nested.end().map(|()| x));
-        match result {
-            Ok(v) => Ok(v.map(Value::into_owned)),
-            Err(e) => {
-                ctx.error(format!(
-                    "isEmbeddedJSON: the string is not a JSON array: {e}"
-                ));
-                Ok(None)
-            }
-        }
+        result.or_else(|e| {
+            // The row is a failure: what reached the sink is dropped with it.
+            ctx.error(format!(
+                "isEmbeddedJSON: the string is not a JSON array: {e}"
+            ));
+            Ok(false)
+        })
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
         self.ctx.error("expected an array, got an object".into());
-        Ok(None)
+        self.sink.null();
+        Ok(false)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let ctx = self.ctx;
+        let (ctx, sink) = (self.ctx, self.sink);
         ctx.array_depth += 1;
-        let mut items = Vec::new();
+        sink.begin_array();
+        let mut items = 0;
         loop {
-            ctx.path.push(Seg::Index(items.len()));
+            ctx.path.push(Seg::Index(items));
             let item = seq.next_element_seed(ValueSeed {
                 ty: self.element,
                 ctx: &mut *ctx,
+                sink: &mut *sink,
             })?;
             ctx.path.pop();
             match item {
                 None => break,
-                Some(v) => items.push(v.unwrap_or(Value::Null)),
+                Some(_) => items += 1,
             }
         }
+        sink.end_array();
         ctx.array_depth -= 1;
-        Ok((!items.is_empty()).then_some(Value::Array(items)))
+        Ok(items > 0)
     }
 }
 
@@ -672,6 +738,13 @@ fn scalar<'de>(ty: &Type, raw: &'de str, ctx: &mut Ctx<'_>) -> Option<Value<'de>
             }
             for ind in &st.indicators {
                 ctx.indicators.scan(*ind, &s);
+            }
+            if st.is_event_id
+                && !s.is_empty()
+                && ctx.array_depth == 0
+                && ctx.event_id_path.is_some_and(|p| ctx.at(p, false))
+            {
+                ctx.event_id = Some(s.clone().into_owned());
             }
             if let Some(et) = &st.event_time
                 && !s.is_empty()

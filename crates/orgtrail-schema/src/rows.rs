@@ -1,14 +1,13 @@
 //! Reading normalized rows back: the JSON that [`crate::Normalizer::write_json`] writes (either time
-//! layout) becomes a [`Row`] again, so rows can travel through files and pipes (`orgtrail parse |
-//! orgtrail lake ingest`) without being normalized twice.
-
-use std::sync::Arc;
+//! layout) goes into a [`Sink`] again, the `p_*` fields as fields, so rows can travel through files
+//! and pipes (`orgtrail parse | orgtrail lake ingest`) without being normalized twice. Stored values
+//! are kept as they are (the `p_any_*` lists are not sorted again).
 
 use jiff::Timestamp;
 
-use crate::indicators::{IndicatorField, Indicators};
-use crate::normalize::{Failure, Outcome, Row, Value, decode_with};
-use crate::schema::{Field, Schema, StringType, TimestampType, Type};
+use crate::normalize::{Failure, Value, Verdict, decode};
+use crate::schema::{EventTime, Field, Schema, StringType, TimestampType, Type};
+use crate::sink::{Sink, Standard};
 use crate::time::TimeFormat;
 
 /// Reads rows of one log type.
@@ -16,7 +15,6 @@ use crate::time::TimeFormat;
 pub struct RowReader {
     fields: Vec<Field>,
     events: usize,
-    indicator_fields: Vec<IndicatorField>,
     log_type: String,
 }
 
@@ -36,7 +34,16 @@ impl RowReader {
         let events = fields.len();
         for name in P_FIELDS {
             let required = matches!(name, "p_row_id" | "p_event_time" | "p_parse_time");
-            let ty = if matches!(name, "p_event_time" | "p_parse_time") {
+            let ty = if name == "p_event_time" {
+                // What the reader reports as the row's event time.
+                Type::Timestamp(TimestampType {
+                    event_time: Some(EventTime {
+                        priority: 0,
+                        formats: Vec::new(),
+                    }),
+                    ..timestamp_type()
+                })
+            } else if name == "p_parse_time" {
                 timestamp()
             } else {
                 Type::String(StringType::default())
@@ -48,9 +55,7 @@ impl RowReader {
                 ty,
             });
         }
-        let indicator_fields: Vec<IndicatorField> =
-            schema.indicator_fields.iter().copied().collect();
-        for f in &indicator_fields {
+        for f in &schema.indicator_fields {
             fields.push(Field {
                 name: f.column().to_owned(),
                 required: false,
@@ -64,48 +69,29 @@ impl RowReader {
         RowReader {
             fields,
             events,
-            indicator_fields,
             log_type: schema.name.clone(),
         }
     }
 
-    /// Parses one row line.
-    pub fn read<'a>(&self, line: &'a [u8]) -> Outcome<'a> {
-        let (mut slots, raw) = match decode_with(&self.fields, line) {
+    /// Reads one row line into `sink` (its columns: the log type's fields, the `p_*` fields, then
+    /// the `p_any_*` lists, as in the lake's table).
+    pub fn read_into<'a, S: Sink<'a>>(&self, line: &'a [u8], sink: &mut S) -> Verdict {
+        let mut check = LogTypeCheck {
+            sink,
+            depth: 0,
+            field: usize::MAX,
+            log_type_field: self.events,
+            log_type: &self.log_type,
+            found: None,
+        };
+        let (ctx, raw) = match decode(&self.fields, None, line, &mut check) {
             Ok(decoded) => decoded,
-            Err(outcome) => return *outcome,
+            Err(verdict) => return verdict,
         };
-        let mut p = slots.split_off(self.events).into_iter();
-        let mut next = || p.next().flatten();
-        let text = |v: Option<Value<'_>>| match v {
-            Some(Value::String(s)) => Some(s.into_owned()),
-            _ => None,
-        };
-        let time = |v: Option<Value<'_>>| match v {
-            Some(Value::Timestamp(t)) => t,
-            _ => Timestamp::UNIX_EPOCH, // unreachable: required and typed
-        };
-        let log_type = text(next());
-        let row_id = text(next()).unwrap_or_default();
-        let event_time = time(next());
-        let parse_time = time(next());
-        let source_id = text(next()).map(Arc::from);
-        let source_label = text(next()).map(Arc::from);
-        let mut columns = Vec::new();
-        for field in &self.indicator_fields {
-            if let Some(Value::Array(items)) = next() {
-                let values = items
-                    .into_iter()
-                    .filter_map(|v| match v {
-                        Value::String(s) => Some(s.into_owned()),
-                        _ => None,
-                    })
-                    .collect();
-                columns.push((*field, values));
-            }
-        }
-        if let Some(t) = log_type.filter(|t| *t != self.log_type) {
-            return Outcome::Failure(Failure {
+        let sink = check.sink;
+        if let Some(t) = check.found {
+            sink.abort_row();
+            return Verdict::Failure(Failure {
                 errors: vec![crate::FieldError {
                     path: "$.p_log_type".into(),
                     message: format!("this row is a {t}, not a {}", self.log_type),
@@ -114,24 +100,78 @@ impl RowReader {
                 payload_base64: None,
             });
         }
-        Outcome::Row(Row {
-            fields: slots,
-            row_id,
-            event_time,
-            parse_time,
-            source_id,
-            source_label,
-            indicators: Indicators::from_columns(columns),
-            event_time_unparsed: false,
-        })
+        // p_event_time is required: a row without one is a failure above.
+        sink.end_row(
+            ctx.event_time.map_or(Timestamp::UNIX_EPOCH, |(_, t)| t),
+            None,
+        );
+        Verdict::Row
+    }
+}
+
+/// Passes a row on, noting a top-level `p_log_type` that is not the reader's.
+struct LogTypeCheck<'r, S> {
+    sink: &'r mut S,
+    depth: usize,
+    field: usize,
+    log_type_field: usize,
+    log_type: &'r str,
+    found: Option<String>,
+}
+
+impl<'de, S: Sink<'de>> Sink<'de> for LogTypeCheck<'_, S> {
+    fn begin_object(&mut self, fields: usize) {
+        self.depth += 1;
+        self.sink.begin_object(fields);
+    }
+    fn field(&mut self, i: usize) {
+        if self.depth == 1 {
+            self.field = i;
+        }
+        self.sink.field(i);
+    }
+    fn end_object(&mut self) {
+        self.depth -= 1;
+        self.sink.end_object();
+    }
+    fn begin_array(&mut self) {
+        self.depth += 1;
+        self.sink.begin_array();
+    }
+    fn end_array(&mut self) {
+        self.depth -= 1;
+        self.sink.end_array();
+    }
+    fn scalar(&mut self, value: Value<'de>) {
+        if self.depth == 1
+            && self.field == self.log_type_field
+            && let Value::String(t) = &value
+            && t != self.log_type
+        {
+            self.found = Some(t.to_string());
+        }
+        self.sink.scalar(value);
+    }
+    fn null(&mut self) {
+        self.sink.null();
+    }
+    fn end_row(&mut self, event_time: Timestamp, standard: Option<Standard>) {
+        self.sink.end_row(event_time, standard);
+    }
+    fn abort_row(&mut self) {
+        self.sink.abort_row();
+    }
+}
+
+fn timestamp_type() -> TimestampType {
+    TimestampType {
+        formats: vec![TimeFormat::Lake, TimeFormat::Rfc3339],
+        event_time: None,
     }
 }
 
 fn timestamp() -> Type {
-    Type::Timestamp(TimestampType {
-        formats: vec![TimeFormat::Lake, TimeFormat::Rfc3339],
-        event_time: None,
-    })
+    Type::Timestamp(timestamp_type())
 }
 
 /// The field as stored: no indicators, event time or rules (they were applied when the row was

@@ -660,38 +660,3 @@ fn builtin_schema_tests_pass_and_a_wrong_expectation_fails() {
         .is_err()
     );
 }
-
-#[test]
-fn rows_read_back_equal_in_both_layouts() {
-    let n = atlassian();
-    let reader = RowReader::new(n.schema());
-    for line in include_str!("../../../examples/atlassian-audit.jsonl")
-        .lines()
-        .chain([EXAMPLE])
-    {
-        let Outcome::Row(row) = n.normalize(line.as_bytes()) else {
-            panic!("{line}")
-        };
-        for layout in [TimeLayout::Lake, TimeLayout::Rfc3339] {
-            let text = n.to_json(&row, layout);
-            let Outcome::Row(back) = reader.read(text.as_bytes()) else {
-                panic!("{text}")
-            };
-            assert_eq!(back, row, "{text}");
-        }
-    }
-    // A row of another log type, or a line that is not a row, is a failure.
-    let Outcome::Failure(f) = reader.read(br#"{"type":"t","id":"i","attributes":{},"links":{},"p_log_type":"Custom.X","p_row_id":"r","p_event_time":"2025-06-02 08:42:07","p_parse_time":"2025-06-02 08:42:07"}"#) else { panic!() };
-    assert_eq!(
-        f.errors[0].message,
-        "this row is a Custom.X, not a Atlassian.Audit"
-    );
-    let Outcome::Failure(f) = reader.read(br#"{"type":"events"}"#) else {
-        panic!()
-    };
-    assert!(
-        f.errors.iter().any(|e| e.path == "$.p_row_id"),
-        "{:?}",
-        f.errors
-    );
-}
