@@ -1,11 +1,12 @@
 //! Any bytes as an input line: the normalizer returns a row, a failure or a skip, never panics,
-//! and a row always renders as valid JSON in both time layouts.
+//! and a row always renders as valid JSON in both time layouts. The same bytes as a stored row
+//! (`lake ingest`'s reader) give a row or a failure, never a panic.
 #![no_main]
 
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use orgtrail_schema::{Normalizer, Outcome, Registry, TimeLayout, compile};
+use orgtrail_schema::{Normalizer, Outcome, Registry, RowReader, TimeLayout, TreeSink, Verdict, compile};
 
 const CUSTOM: &str = r#"
 schema: Custom.Fuzz
@@ -58,6 +59,12 @@ fuzz_target!(|data: &[u8]| {
             }
             Outcome::Failure(f) => assert!(!f.errors.is_empty()),
             Outcome::Skip => {}
+        }
+        let mut tree = TreeSink::default();
+        match RowReader::new(n.schema()).read_into(data, &mut tree) {
+            Verdict::Row => assert!(tree.take().is_some()),
+            Verdict::Failure(f) => assert!(!f.errors.is_empty() && tree.take().is_none()),
+            Verdict::Skip => {}
         }
     }
 });

@@ -182,7 +182,8 @@ fn parse_unix_float(s: &str) -> Option<Timestamp> {
         (f * 1e6).trunc() as i128
     };
     let micros = if neg { -micros } else { micros };
-    Timestamp::from_nanosecond(micros * 1000).ok()
+    // A float far out of range saturates to i128::MAX: out of range, not an overflow.
+    Timestamp::from_nanosecond(micros.checked_mul(1000)?).ok()
 }
 
 fn parse_strftime(fmt: &str, s: &str) -> Option<Timestamp> {
@@ -355,6 +356,9 @@ mod tests {
             Some(ts("2025-06-02T08:42:07Z"))
         );
         assert_eq!(f.parse_str("abc"), None);
+        // Far out of range (found by the fuzzer: it overflowed instead of failing).
+        assert_eq!(f.parse_number("0.92e62"), None);
+        assert_eq!(f.parse_number("-0.92e62"), None);
         assert_eq!(
             TimeFormat::UnixMs.parse_number("1748853727343"),
             Some(ts("2025-06-02T08:42:07.343Z"))
