@@ -97,7 +97,7 @@ impl Default for EngineConfig {
         EngineConfig {
             initial_since: SignedDuration::from_hours(7 * 24),
             overlap: SignedDuration::from_secs(60),
-            flush_rows: 6_000,
+            flush_rows: 5_000,
             flush_bytes: 10 << 20,
             poll_interval: None,
             error_backoff: Duration::from_secs(30),

@@ -79,8 +79,15 @@ impl<T: Default> Prim<T> {
     where
         T: ArrowNativeType,
     {
-        PrimitiveArray::new(ScalarBuffer::from(self.values), nulls(self.valid))
+        PrimitiveArray::new(ScalarBuffer::from(exact(self.values)), nulls(self.valid))
     }
+}
+
+/// The vector without its spare room: the batch keeps it in memory until it is written, and
+/// shrinking gives the room back in place (no copy).
+fn exact<T>(mut v: Vec<T>) -> Vec<T> {
+    v.shrink_to_fit();
+    v
 }
 
 fn nulls(valid: Vec<bool>) -> Option<NullBuffer> {
@@ -312,8 +319,8 @@ impl Col {
                 },
                 _,
             ) => Arc::new(StringArray::try_new(
-                OffsetBuffer::new(ScalarBuffer::from(offsets)),
-                Buffer::from_vec(data),
+                OffsetBuffer::new(ScalarBuffer::from(exact(offsets))),
+                Buffer::from_vec(exact(data)),
                 nulls(valid),
             )?),
             (Col::Int16(p), _) => Arc::new(p.finish::<Int16Type>()),
@@ -345,7 +352,7 @@ impl Col {
                 DataType::List(item),
             ) => Arc::new(ListArray::try_new(
                 item.clone(),
-                OffsetBuffer::new(ScalarBuffer::from(offsets)),
+                OffsetBuffer::new(ScalarBuffer::from(exact(offsets))),
                 child.finish(item.data_type())?,
                 nulls(valid),
             )?),
@@ -413,10 +420,7 @@ impl RowsBuilder {
     /// Reserves room for about as many values as `hint` (taken from a builder of similar rows)
     /// says, so the columns do not grow (and copy) value by value.
     pub fn with_size_hint(mut self, hint: &SizeHint) -> Self {
-        let mut sizes = hint
-            .0
-            .iter()
-            .map(|&(n, bytes)| (n + n / 8, bytes + bytes / 8));
+        let mut sizes = hint.0.iter().map(|&(n, bytes)| (n, bytes));
         for c in &mut self.columns {
             c.reserve(&mut sizes);
         }
