@@ -99,6 +99,23 @@ fn offset(n: usize) -> Option<i32> {
     i32::try_from(n).ok()
 }
 
+/// Ends a list (or string) whose items now end at `end`: false past Arrow's 32-bit offsets.
+fn close(offsets: &mut Vec<i32>, valid: &mut Vec<bool>, end: usize, present: bool) -> bool {
+    valid.push(present);
+    offset(end).is_some_and(|end| {
+        offsets.push(end);
+        true
+    })
+}
+
+/// Keeps the first `n` lists (or strings); returns where their items end.
+fn cut(offsets: &mut Vec<i32>, valid: &mut Vec<bool>, n: usize) -> Option<usize> {
+    valid.truncate(n);
+    let end = *offsets.get(n)? as usize;
+    offsets.truncate(n + 1);
+    Some(end)
+}
+
 impl Col {
     fn new(dt: &DataType) -> Result<Col, LakeError> {
         Ok(match dt {
@@ -176,12 +193,7 @@ impl Col {
             return false;
         };
         data.extend_from_slice(s.as_bytes());
-        let Some(end) = offset(data.len()) else {
-            return false;
-        };
-        offsets.push(end);
-        valid.push(true);
-        true
+        close(offsets, valid, data.len(), true)
     }
 
     /// Appends a scalar. False when it does not fit the column (a bug in the caller).
@@ -278,11 +290,9 @@ impl Col {
                 data,
                 valid,
             } => {
-                if let Some(&end) = offsets.get(n) {
-                    data.truncate(end as usize);
-                    offsets.truncate(n + 1);
+                if let Some(end) = cut(offsets, valid, n) {
+                    data.truncate(end);
                 }
-                valid.truncate(n);
             }
             Col::Int16(p) => p.truncate(n),
             Col::Int32(p) => p.truncate(n),
@@ -300,11 +310,9 @@ impl Col {
                 child,
                 valid,
             } => {
-                if let Some(&end) = offsets.get(n) {
-                    child.truncate(end as usize);
-                    offsets.truncate(n + 1);
+                if let Some(end) = cut(offsets, valid, n) {
+                    child.truncate(end);
                 }
-                valid.truncate(n);
             }
         }
     }
@@ -576,11 +584,7 @@ impl RowsBuilder {
                 ok &= child.push_str(v);
             }
             let end = child.len();
-            ok &= offset(end).is_some_and(|end| {
-                offsets.push(end);
-                true
-            });
-            valid.push(end > start);
+            ok &= close(offsets, valid, end, end > start);
         }
         ok
     }
@@ -659,11 +663,7 @@ impl<'de> Sink<'de> for RowsBuilder {
                 valid,
             }) => {
                 let end = child.len();
-                valid.push(end > start);
-                offset(end).is_some_and(|end| {
-                    offsets.push(end);
-                    true
-                })
+                close(offsets, valid, end, end > start)
             }
             _ => false,
         };
