@@ -5,7 +5,6 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use serde::Deserialize;
-use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 /// One audit event.
@@ -90,89 +89,160 @@ struct Next {
     next: Option<serde_json::Value>,
 }
 
-/// What the collector reads of an event, in one pass: `id` when it is a string, and
-/// `attributes.processedAt` when `attributes` is an object (anything else is ignored, not an error).
-#[derive(Deserialize)]
-struct Head<'a> {
-    #[serde(default, borrow)]
-    id: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    attributes: Lenient<'a>,
+/// What the collector reads of an event: the first `id` member and, when the first `attributes`
+/// member is an object, its first `processedAt`, as JSON texts. `text` is JSON the envelope's parse
+/// already validated, so this only finds members and skips values, and stops once it has both
+/// (the events served put them first; the normalizer reads the whole event later).
+fn head(text: &str) -> (Option<&str>, Option<&str>) {
+    let mut scan = Scan {
+        b: text.as_bytes(),
+        i: 0,
+    };
+    let (mut id, mut attributes, mut processed_at) = (None, false, None);
+    scan.members(|key, scan| {
+        if key == "id" && id.is_none() {
+            id = Some(scan.value());
+        } else if key == "attributes" && !attributes {
+            attributes = true;
+            let done = scan.members(|key, scan| {
+                if key == "processedAt" && processed_at.is_none() {
+                    processed_at = Some(scan.value());
+                } else {
+                    scan.value();
+                }
+                processed_at.is_none() || id.is_none()
+            });
+            // Stop when both were found, or when `attributes` (read whole) was the last one missing.
+            return done && id.is_none();
+        } else {
+            scan.value();
+        }
+        id.is_none() || !attributes
+    });
+    let text_of = |r: Option<std::ops::Range<usize>>| r.and_then(|r| text.get(r));
+    (text_of(id), text_of(processed_at))
 }
 
-/// `attributes.processedAt` as its JSON text, or nothing when `attributes` is not an object.
-#[derive(Default)]
-struct Lenient<'a>(Option<&'a RawValue>);
+/// A cursor over valid JSON text (see [`head`]). Malformed text only ends the scan: every index
+/// is checked, so nothing panics.
+struct Scan<'a> {
+    b: &'a [u8],
+    i: usize,
+}
 
-impl<'de: 'a, 'a> Deserialize<'de> for Lenient<'a> {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
-            type Value = Lenient<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("any JSON value")
+impl Scan<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.i += 1;
+        }
+    }
+
+    /// From an opening quote to just after the closing one.
+    fn string(&mut self) {
+        self.i += 1;
+        while let Some(k) = self
+            .b
+            .get(self.i..)
+            .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+        {
+            self.i += k;
+            if self.b[self.i] == b'"' {
+                self.i += 1;
+                return;
             }
-            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-                let mut found = None;
-                while let Some(is_processed_at) = map.next_key_seed(IsProcessedAt)? {
-                    if is_processed_at {
-                        found = Some(map.next_value::<&'de RawValue>()?);
-                    } else {
-                        map.next_value::<IgnoredAny>()?;
+            self.i += 2; // an escape: the escaped character does not end the string
+        }
+        self.i = self.b.len();
+    }
+
+    /// Skips the value at the cursor and returns its span.
+    fn value(&mut self) -> std::ops::Range<usize> {
+        self.ws();
+        let start = self.i;
+        match self.peek() {
+            Some(b'"') => self.string(),
+            Some(b'{' | b'[') => {
+                let mut depth = 0usize;
+                while let Some(c) = self.peek() {
+                    match c {
+                        b'"' => {
+                            self.string();
+                            continue;
+                        }
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            depth = depth.saturating_sub(1);
+                            if depth == 0 {
+                                self.i += 1;
+                                break;
+                            }
+                        }
+                        _ => {}
                     }
+                    self.i += 1;
                 }
-                Ok(Lenient(found))
             }
-            fn visit_seq<S: de::SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Lenient(None))
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(Lenient(None))
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(Lenient(None))
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(Lenient(None))
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(Lenient(None))
-            }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(Lenient(None))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(Lenient(None))
+            _ => {
+                while self.peek().is_some_and(|c| {
+                    !matches!(c, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
+                }) {
+                    self.i += 1;
+                }
             }
         }
-        d.deserialize_any(V(std::marker::PhantomData))
+        start..self.i
     }
-}
 
-/// Whether an object key is `processedAt` (compared without copying the key).
-struct IsProcessedAt;
-
-impl<'de> de::DeserializeSeed<'de> for IsProcessedAt {
-    type Value = bool;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl Visitor<'_> for IsProcessedAt {
-    type Value = bool;
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("an object key")
-    }
-    fn visit_str<E: de::Error>(self, key: &str) -> Result<bool, E> {
-        Ok(key == "processedAt")
+    /// Calls `f` with each member's key (unescaped) of the object at the cursor, where `f` reads
+    /// or skips the value; a value that is not an object is skipped. Returns false when `f` did
+    /// (stop here: the rest of the object is not read).
+    fn members(&mut self, mut f: impl FnMut(&str, &mut Self) -> bool) -> bool {
+        self.ws();
+        if self.peek() != Some(b'{') {
+            self.value();
+            return true;
+        }
+        self.i += 1;
+        loop {
+            self.ws();
+            if self.peek() != Some(b'"') {
+                break; // `}` (or malformed: stop)
+            }
+            let start = self.i;
+            self.string();
+            let raw = self.b.get(start..self.i).unwrap_or_default();
+            let key: Cow<'_, str> = match raw.get(1..raw.len().saturating_sub(1)) {
+                Some(inner) if !inner.contains(&b'\\') => String::from_utf8_lossy(inner),
+                _ => std::str::from_utf8(raw)
+                    .ok()
+                    .and_then(|raw| serde_json::from_str::<String>(raw).ok())
+                    .map_or(Cow::Borrowed(""), Cow::Owned),
+            };
+            self.ws();
+            if self.peek() != Some(b':') {
+                break;
+            }
+            self.i += 1;
+            if !f(&key, self) {
+                return false;
+            }
+            self.ws();
+            if self.peek() != Some(b',') {
+                break;
+            }
+            self.i += 1;
+        }
+        self.i += 1;
+        true
     }
 }
 
 /// A JSON string's value (`None` for any other JSON value), borrowed unless it has escapes.
-fn json_string(raw: &RawValue) -> Option<Cow<'_, str>> {
-    let text = raw.get();
+fn json_string(text: &str) -> Option<Cow<'_, str>> {
     if !text.starts_with('"') {
         return None;
     }
@@ -237,22 +307,14 @@ pub(crate) fn cursor_from_link(link: &str, base: &url::Url) -> Option<String> {
 
 /// The event `raw`, a slice of `body`.
 fn event_from_raw(raw: &RawValue, body: &Arc<str>) -> Event {
-    let (id, processed_at) = match serde_json::from_str::<Head<'_>>(raw.get()) {
-        Ok(head) => {
-            let id = head
-                .id
-                .and_then(json_string)
-                .filter(|s| !s.is_empty())
-                .map(Cow::into_owned);
-            let processed_at = head
-                .attributes
-                .0
-                .and_then(json_string)
-                .and_then(|s| parse_rfc3339(&s));
-            (id, processed_at)
-        }
-        Err(_) => (None, None),
-    };
+    let (id, processed_at) = head(raw.get());
+    let id = id
+        .and_then(json_string)
+        .filter(|s| !s.is_empty())
+        .map(Cow::into_owned);
+    let processed_at = processed_at
+        .and_then(json_string)
+        .and_then(|s| parse_rfc3339(&s));
     let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
     Event {
         id,
@@ -418,5 +480,83 @@ mod tests {
         }
         // Trailing whitespace is fine.
         assert!(parse_page(b"{\"data\":[]}\n", &base()).is_ok());
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            // Quotes, backslashes, brackets and non-ASCII inside strings.
+            "[a-z\\\\\"{}\\[\\],:é\u{1F600} ]{0,12}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map("[a-zA-Z\"\\\\]{1,12}", inner, 0..6)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// The head scan finds what a full parse finds (keys are unique here, so "first" and
+        /// "last" agree), whatever surrounds the members and however the text is spaced.
+        #[test]
+        fn head_scan_agrees_with_a_full_parse(
+            event in json_value(),
+            id in proptest::option::of(json_value()),
+            processed_at in proptest::option::of(json_value()),
+            attributes in proptest::option::of(json_value()),
+            pretty in proptest::bool::ANY,
+        ) {
+            let mut event = event;
+            if let serde_json::Value::Object(m) = &mut event {
+                if let Some(id) = id {
+                    m.insert("id".into(), id);
+                }
+                if let Some(mut attributes) = attributes {
+                    if let (serde_json::Value::Object(a), Some(p)) = (&mut attributes, processed_at) {
+                        a.insert("processedAt".into(), p);
+                    }
+                    m.insert("attributes".into(), attributes);
+                }
+            }
+            let text = if pretty {
+                serde_json::to_string_pretty(&event).unwrap()
+            } else {
+                serde_json::to_string(&event).unwrap()
+            };
+            let as_text = |v: Option<&serde_json::Value>| v.map(|v| serde_json::to_string(v).unwrap());
+            let (got_id, got_processed_at) = head(&text);
+            let reparse = |t: Option<&str>| t.map(|t| serde_json::to_string(&serde_json::from_str::<serde_json::Value>(t).unwrap()).unwrap());
+            proptest::prop_assert_eq!(reparse(got_id), as_text(event.get("id")));
+            proptest::prop_assert_eq!(
+                reparse(got_processed_at),
+                as_text(event.get("attributes").and_then(|a| a.get("processedAt")))
+            );
+        }
+    }
+
+    #[test]
+    fn head_takes_the_first_of_repeated_members() {
+        let text = r#"{"id":"a","attributes":{"processedAt":"1","processedAt":"2"},"id":"b","attributes":{"processedAt":"3"}}"#;
+        assert_eq!(head(text), (Some("\"a\""), Some("\"1\"")));
+        // `attributes` before `id`, and not an object.
+        assert_eq!(
+            head(r#"{"attributes":7,"x":[{"id":1}],"id":"c"}"#),
+            (Some("\"c\""), None)
+        );
+        // Malformed text (never given, the envelope validated it) ends the scan without a panic.
+        for bad in [
+            r#"{"id""#,
+            r#"{"attributes":{"processedAt"#,
+            "{",
+            "",
+            r#"{"a":[}"#,
+        ] {
+            let _ = head(bad);
+        }
     }
 }

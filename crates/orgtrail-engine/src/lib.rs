@@ -147,9 +147,9 @@ fn api_key(source: &Source) -> Result<ApiKey, EngineError> {
 
 /// An event without an id still gets a stable id, so it is stored once (and classified as a
 /// failure by the schema, which requires `id`).
-fn event_id(e: &orgtrail_atlassian::Event) -> String {
-    match &e.id {
-        Some(id) if !id.is_empty() => id.clone(),
+fn event_id(e: &mut orgtrail_atlassian::Event) -> String {
+    match e.id.take() {
+        Some(id) if !id.is_empty() => id,
         _ => {
             let digest = Sha256::digest(e.json().as_bytes());
             format!(
@@ -468,8 +468,8 @@ impl Engine {
                 self.observer.page_received(w.source, &page.events); // hook: health/alarms/metrics
                 let (received, mut duplicates) = (page.events.len() as u64, 0);
                 let mut fresh = Vec::with_capacity(page.events.len());
-                for e in page.events {
-                    let id = event_id(&e);
+                for mut e in page.events {
+                    let id = event_id(&mut e);
                     let processed = e.processed_at.map(ms);
                     if let (Some(c), Some(p)) = (ckpt.as_deref_mut(), processed) {
                         observe(c, p, &id);
@@ -573,10 +573,10 @@ impl Engine {
             let mut rows = buffer.page_builder()?;
             let mut keys = Vec::with_capacity(events.len());
             let mut failures = Vec::new();
-            for (id, processed_at_ms, event) in &events {
+            for (id, processed_at_ms, event) in events {
                 let key = BufferedKey {
-                    event_id: id.clone(),
-                    processed_at_ms: *processed_at_ms,
+                    event_id: id,
+                    processed_at_ms,
                     arrival,
                 };
                 match normalizer.normalize_into(
