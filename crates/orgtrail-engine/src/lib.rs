@@ -145,8 +145,8 @@ fn api_key(source: &Source) -> Result<ApiKey, EngineError> {
     Ok(ApiKey::new(secret.expose_secret()))
 }
 
-/// An event without an id still gets a stable id, so it is stored once (and classified as a
-/// failure by the schema, which requires `id`).
+/// The event's id, taken out of it. An event without an id still gets a stable id, so it is
+/// stored once (and classified as a failure by the schema, which requires `id`).
 fn event_id(e: &mut orgtrail_atlassian::Event) -> String {
     match e.id.take() {
         Some(id) if !id.is_empty() => id,
