@@ -65,6 +65,12 @@ impl<T: Default> Prim<T> {
         self.values.push(v.unwrap_or_default());
     }
 
+    /// Appends a value; true (it fitted), for [`Col::push`].
+    fn put(&mut self, v: T) -> bool {
+        self.push(Some(v));
+        true
+    }
+
     fn reserve(&mut self, n: usize) {
         self.values.reserve(n);
         self.valid.reserve(n);
@@ -200,30 +206,12 @@ impl Col {
     fn push(&mut self, v: Value<'_>) -> bool {
         match (self, v) {
             (col @ Col::Utf8 { .. }, Value::String(s) | Value::Json(s)) => col.push_str(&s),
-            (Col::Int16(p), Value::Int(i)) => i16::try_from(i).is_ok_and(|i| {
-                p.push(Some(i));
-                true
-            }),
-            (Col::Int32(p), Value::Int(i)) => i32::try_from(i).is_ok_and(|i| {
-                p.push(Some(i));
-                true
-            }),
-            (Col::Int64(p), Value::Int(i)) => {
-                p.push(Some(i));
-                true
-            }
-            (Col::Float64(p), Value::Float(f)) => {
-                p.push(Some(f));
-                true
-            }
-            (Col::Boolean(p), Value::Bool(b)) => {
-                p.push(Some(b));
-                true
-            }
-            (Col::Timestamp(p), Value::Timestamp(t)) => {
-                p.push(Some(nanos(t)));
-                true
-            }
+            (Col::Int16(p), Value::Int(i)) => i16::try_from(i).is_ok_and(|i| p.put(i)),
+            (Col::Int32(p), Value::Int(i)) => i32::try_from(i).is_ok_and(|i| p.put(i)),
+            (Col::Int64(p), Value::Int(i)) => p.put(i),
+            (Col::Float64(p), Value::Float(f)) => p.put(f),
+            (Col::Boolean(p), Value::Bool(b)) => p.put(b),
+            (Col::Timestamp(p), Value::Timestamp(t)) => p.put(nanos(t)),
             _ => false,
         }
     }
