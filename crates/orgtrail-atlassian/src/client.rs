@@ -563,7 +563,7 @@ impl Client {
                 }
             };
             let n = body.len();
-            return match parse_page(&body, &self.inner.base) {
+            return match parse_page(body, &self.inner.base) {
                 Ok(page) => (Some(status), n, Outcome::Ok(page)),
                 Err(message) => {
                     let err = ApiError::Body {

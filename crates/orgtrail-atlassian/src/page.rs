@@ -17,7 +17,7 @@ pub struct Event {
     /// when missing or unparsable; never compare the raw strings.
     pub processed_at: Option<jiff::Timestamp>,
     /// The page body the event is part of (shared by the page's events, not copied per event).
-    body: Arc<str>,
+    body: Arc<String>,
     span: Range<usize>,
 }
 
@@ -28,7 +28,7 @@ impl Event {
         Self {
             id,
             processed_at,
-            body: json.into(),
+            body: Arc::new(json),
             span,
         }
     }
@@ -255,15 +255,21 @@ fn json_string(text: &str) -> Option<Cow<'_, str>> {
 /// Parses a complete page body. The whole body must be one JSON object (a truncated body whose
 /// prefix would parse is rejected); unknown members are ignored; `data` missing or `null` is an
 /// empty page. `base` resolves a relative `links.next`. The error says what is wrong with the body.
-pub fn parse_page(body: &[u8], base: &url::Url) -> Result<Page, String> {
+pub fn parse_page(body: impl Into<Vec<u8>>, base: &url::Url) -> Result<Page, String> {
+    let body = body.into();
     // serde would also accept a JSON array for a struct: only an object is a page.
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err("not a valid events page: the body is not a JSON object".into());
     }
-    let text = std::str::from_utf8(body)
-        .map_err(|e| format!("not a valid events page: the body is not UTF-8 ({e})"))?;
-    // The events point into one shared copy of the body.
-    let shared: Arc<str> = Arc::from(text);
+    let body_bytes = body.len();
+    let text = String::from_utf8(body).map_err(|e| {
+        format!(
+            "not a valid events page: the body is not UTF-8 ({})",
+            e.utf8_error()
+        )
+    })?;
+    // The events point into the body, shared (not copied).
+    let shared = Arc::new(text);
     let env: Envelope<'_> =
         serde_json::from_str(&shared).map_err(|e| format!("not a valid events page: {e}"))?;
     let events = env
@@ -283,7 +289,7 @@ pub fn parse_page(body: &[u8], base: &url::Url) -> Result<Page, String> {
     Ok(Page {
         events,
         next_cursor,
-        body_bytes: body.len(),
+        body_bytes,
     })
 }
 
@@ -306,7 +312,7 @@ pub(crate) fn cursor_from_link(link: &str, base: &url::Url) -> Option<String> {
 }
 
 /// The event `raw`, a slice of `body`.
-fn event_from_raw(raw: &RawValue, body: &Arc<str>) -> Event {
+fn event_from_raw(raw: &RawValue, body: &Arc<String>) -> Event {
     let (id, processed_at) = head(raw.get());
     let id = id
         .and_then(json_string)

@@ -10,7 +10,7 @@ use arrow::array::{
     StringArray, StructArray, UInt32Array,
 };
 use arrow::buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
-use arrow::compute::take_record_batch;
+use arrow::compute::take;
 use arrow::datatypes::{
     ArrowNativeType, DataType, Float64Type, Int16Type, Int32Type, Int64Type, SchemaRef, TimeUnit,
     TimestampNanosecondType,
@@ -213,6 +213,33 @@ impl Col {
             (Col::Boolean(p), Value::Bool(b)) => p.put(b),
             (Col::Timestamp(p), Value::Timestamp(t)) => p.put(nanos(t)),
             _ => false,
+        }
+    }
+
+    /// Bytes of the values of this column and its children.
+    fn memory_size(&self) -> usize {
+        fn size<T>(v: &[T]) -> usize {
+            std::mem::size_of_val(v)
+        }
+        match self {
+            Col::Utf8 {
+                offsets,
+                data,
+                valid,
+            } => size(offsets) + size(data) + size(valid),
+            Col::Int16(p) => size(&p.values) + size(&p.valid),
+            Col::Int32(p) => size(&p.values) + size(&p.valid),
+            Col::Int64(p) | Col::Timestamp(p) => size(&p.values) + size(&p.valid),
+            Col::Float64(p) => size(&p.values) + size(&p.valid),
+            Col::Boolean(p) => size(&p.values) + size(&p.valid),
+            Col::Struct { children, valid } => {
+                size(valid) + children.iter().map(Col::memory_size).sum::<usize>()
+            }
+            Col::List {
+                offsets,
+                child,
+                valid,
+            } => size(offsets) + size(valid) + child.memory_size(),
         }
     }
 
@@ -435,6 +462,12 @@ impl RowsBuilder {
     /// Rows so far.
     pub fn len(&self) -> usize {
         self.rows
+    }
+
+    /// Bytes of the rows so far (not counting the room reserved for more).
+    pub fn memory_size(&self) -> usize {
+        self.columns.iter().map(Col::memory_size).sum::<usize>()
+            + std::mem::size_of_val(&self.hours[..])
     }
 
     pub fn is_empty(&self) -> bool {
@@ -706,9 +739,16 @@ pub fn split_by_hour(batch: RecordBatch, hours: &[i64]) -> Result<Vec<HourRows>,
     let batch = if sorted {
         batch
     } else {
-        // Stable: rows of one hour keep their order.
+        // Stable: rows of one hour keep their order. Column by column, each dropped once copied, so
+        // the batch is not held twice.
         order.sort_by_key(|&i| hours[i as usize]);
-        take_record_batch(&batch, &UInt32Array::from(order.clone()))?
+        let indices = UInt32Array::from(order.clone());
+        let (schema, columns, _) = batch.into_parts();
+        let columns = columns
+            .into_iter()
+            .map(|c| take(&c, &indices, None))
+            .collect::<Result<Vec<_>, _>>()?;
+        RecordBatch::try_new(schema, columns)?
     };
     let mut out = Vec::new();
     let mut start = 0;
