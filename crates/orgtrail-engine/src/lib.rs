@@ -575,11 +575,8 @@ impl Engine {
                     processed_at_ms,
                     arrival,
                 };
-                match normalizer.normalize_into(
-                    event.json().as_bytes(),
-                    Timestamp::now(),
-                    buffer.rows(),
-                ) {
+                match normalizer.normalize_text_into(event.json(), Timestamp::now(), buffer.rows())
+                {
                     Verdict::Row => keys.push(key),
                     Verdict::Failure(failure) => failures.push((
                         key,

@@ -186,10 +186,23 @@ impl Normalizer {
         parse_time: Timestamp,
         sink: &mut S,
     ) -> Verdict {
-        let (ctx, trimmed) = match decode(
+        match utf8(line) {
+            Ok(text) => self.normalize_text_into(text, parse_time, sink),
+            Err(failure) => Verdict::Failure(failure),
+        }
+    }
+
+    /// [`Normalizer::normalize_into`] for a line already known to be text.
+    pub fn normalize_text_into<'a, S: Sink<'a>>(
+        &self,
+        text: &'a str,
+        parse_time: Timestamp,
+        sink: &mut S,
+    ) -> Verdict {
+        let (ctx, trimmed) = match decode_text(
             &self.schema.fields,
             self.schema.event_id.as_deref(),
-            line,
+            text,
             sink,
         ) {
             Ok(decoded) => decoded,
@@ -227,6 +240,24 @@ pub enum Verdict {
     Skip,
 }
 
+/// The line as text, or the failure of a line that is not UTF-8.
+fn utf8(line: &[u8]) -> Result<&str, Failure> {
+    std::str::from_utf8(line).map_err(|e| {
+        use base64::Engine;
+        Failure {
+            errors: vec![FieldError {
+                path: "$".into(),
+                message: format!(
+                    "the line is not valid UTF-8 (first bad byte at offset {}); the exact bytes are in payload_base64",
+                    e.valid_up_to()
+                ),
+            }],
+            payload: String::from_utf8_lossy(line).into_owned(),
+            payload_base64: Some(base64::engine::general_purpose::STANDARD.encode(line)),
+        }
+    })
+}
+
 /// Decodes one line for `fields` into `sink`: the context (indicators, event time, event id) and
 /// the trimmed text, for the caller to end the row; or why it is not a row (the sink was told).
 pub(crate) fn decode<'s, 'a, S: Sink<'a>>(
@@ -235,29 +266,26 @@ pub(crate) fn decode<'s, 'a, S: Sink<'a>>(
     line: &'a [u8],
     sink: &mut S,
 ) -> Result<(Ctx<'s>, &'a str), Verdict> {
-    let text = match std::str::from_utf8(line) {
-        Ok(t) => t,
-        Err(e) => {
-            use base64::Engine;
-            return Err(Verdict::Failure(Failure {
-                errors: vec![FieldError {
-                    path: "$".into(),
-                    message: format!(
-                        "the line is not valid UTF-8 (first bad byte at offset {}); the exact bytes are in payload_base64",
-                        e.valid_up_to()
-                    ),
-                }],
-                payload: String::from_utf8_lossy(line).into_owned(),
-                payload_base64: Some(base64::engine::general_purpose::STANDARD.encode(line)),
-            }));
-        }
-    };
+    let text = utf8(line).map_err(Verdict::Failure)?;
+    decode_text(fields, event_id, text, sink)
+}
+
+/// [`decode`] for a line already known to be text.
+fn decode_text<'s, 'a, S: Sink<'a>>(
+    fields: &'s [Field],
+    event_id: Option<&'s [usize]>,
+    text: &'a str,
+    sink: &mut S,
+) -> Result<(Ctx<'s>, &'a str), Verdict> {
     let trimmed = text.trim();
     if trimmed.is_empty() {
         return Err(Verdict::Skip);
     }
+    // Room for the usual depth, so the stacks do not grow field by field.
     let mut ctx = Ctx {
         event_id_path: event_id,
+        present: Vec::with_capacity(64),
+        path: Vec::with_capacity(8),
         ..Ctx::default()
     };
     let mut de = serde_json::Deserializer::from_str(trimmed);
