@@ -445,7 +445,7 @@ impl Engine {
                 Normalizer::new(self.schema.clone())
                     .with_source(Some(w.source.id.clone()), Some(w.source.name.clone())),
             );
-            let mut buffer = BatchBuffer::new(self.schema.clone())?;
+            let mut buffer = BatchBuffer::new(self.schema.clone());
             let mut buffered: HashSet<String> = HashSet::new();
             // The checkpoint as it was before each page still buffered, oldest first: a batch that
             // holds sparse hours back saves the one before the oldest page it holds back.
@@ -498,9 +498,11 @@ impl Engine {
                 if buffer.len() >= self.config.flush_rows
                     || buffer.memory_size() >= self.config.flush_bytes
                 {
-                    let next = BatchBuffer::new(self.schema.clone())?;
-                    let mut full = std::mem::replace(&mut buffer, next);
-                    self.hold_sparse_hours(&mut full, &mut buffer, &mut holds)?;
+                    let mut full =
+                        std::mem::replace(&mut buffer, BatchBuffer::new(self.schema.clone()));
+                    if let Some(held) = self.hold_sparse_hours(&mut full, &mut holds)? {
+                        buffer = held;
+                    }
                     buffered = buffer.keys().iter().map(|k| k.event_id.clone()).collect();
                     let saved = ckpt.as_deref().and_then(|c| {
                         checkpoint_before(c, &mut before_page, buffer.keys().first())
@@ -537,22 +539,23 @@ impl Engine {
         written.and(processed)
     }
 
-    /// Before a batch is written: moves the hours with few rows (late events) into `next`, the
-    /// buffer for a later batch, so a long walk writes fewer and larger files. Bounded: at most a quarter
+    /// Before a batch is written: moves the hours with few rows (late events) back into the buffer
+    /// for a later batch, so a long walk writes fewer and larger files. Bounded: at most a quarter
     /// of a batch is held, and everything is written at least every [`MAX_HOLDS`] batches (a crash
     /// refetches at most that many batches' pages, whose stored events are skipped by id).
     fn hold_sparse_hours(
         &self,
         full: &mut BatchBuffer,
-        next: &mut BatchBuffer,
         holds: &mut u32,
-    ) -> Result<(), EngineError> {
-        let held = *holds < MAX_HOLDS && {
+    ) -> Result<Option<BatchBuffer>, EngineError> {
+        let held = if *holds < MAX_HOLDS {
             let sparse = (self.config.flush_rows / 100).max(1);
-            full.take_sparse_hours(next, sparse, self.config.flush_rows / 4)?
+            full.take_sparse_hours(sparse, self.config.flush_rows / 4)?
+        } else {
+            None
         };
-        *holds = if held { *holds + 1 } else { 0 };
-        Ok(())
+        *holds = if held.is_some() { *holds + 1 } else { 0 };
+        Ok(held)
     }
 
     /// Normalizes one page's events into the buffer (CPU work, off the async workers).
@@ -567,6 +570,7 @@ impl Engine {
         let (source_id, label) = (source.id.clone(), source.name.clone());
         let log_type = self.schema.name.clone();
         tokio::task::spawn_blocking(move || {
+            let mut rows = buffer.page_builder()?;
             let mut keys = Vec::with_capacity(events.len());
             let mut failures = Vec::new();
             for (id, processed_at_ms, event) in events {
@@ -575,8 +579,7 @@ impl Engine {
                     processed_at_ms,
                     arrival,
                 };
-                match normalizer.normalize_text_into(event.json(), Timestamp::now(), buffer.rows())
-                {
+                match normalizer.normalize_text_into(event.json(), Timestamp::now(), &mut rows) {
                     Verdict::Row => keys.push(key),
                     Verdict::Failure(failure) => failures.push((
                         key,
@@ -591,7 +594,7 @@ impl Engine {
                     Verdict::Skip => {}
                 }
             }
-            buffer.push_page(keys, failures)?;
+            buffer.push_page(rows, keys, failures)?;
             Ok::<_, EngineError>(buffer)
         })
         .await
@@ -603,7 +606,7 @@ impl Engine {
     async fn write_batch(
         &self,
         source: &Source,
-        mut buffer: BatchBuffer,
+        buffer: BatchBuffer,
         ckpt: Option<&Checkpoint>,
     ) -> Result<CycleReport, EngineError> {
         let mut report = CycleReport::default();

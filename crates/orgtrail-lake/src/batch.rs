@@ -16,7 +16,7 @@ use object_store::path::Path;
 use orgtrail_schema::Schema;
 
 use crate::arrow::table_schema;
-use crate::columns::{RowsBuilder, split_by_hour};
+use crate::columns::{RowsBuilder, SizeHint, split_by_hour};
 use crate::store::Location;
 use crate::write::{
     self, Encoded, FAILURES_TABLE, FailureRecord, WrittenFile, check_batch_id, encode_batches,
@@ -37,46 +37,26 @@ pub struct BufferedKey {
     pub arrival: u64,
 }
 
-/// Rows of one hour (a slice of a built batch), with the key index of each row.
+/// One page's rows of one hour, with the key index of each row.
 type Part = (RecordBatch, Vec<u32>);
 
-/// The partition of an event hour (hours since the epoch, `write::hour_of`).
-fn hour_name(h: i64) -> Result<String, LakeError> {
-    let t = Timestamp::from_second(h.saturating_mul(3600))
-        .map_err(|e| LakeError::Corrupt(format!("event hour {h}: {e}")))?;
-    Ok(hour_partition(t))
-}
-
 /// Rows of one log type and classification failures, buffered for one lake batch.
+#[derive(Debug)]
 pub struct BatchBuffer {
     schema: Arc<Schema>,
     arrow: SchemaRef,
     /// Event keys, in arrival order; rows and failures refer to them by index.
     keys: Vec<BufferedKey>,
-    /// Rows being appended (one builder for every page of the batch), and each one's key index.
-    rows: RowsBuilder,
-    row_keys: Vec<u32>,
-    /// Rows already built, per event hour: record batches (slices of one built batch sorted by hour)
-    /// with the key index of each row.
-    parts: BTreeMap<String, Vec<Part>>,
+    /// Per event hour: record batches (one slice of each page's batch) with the key index of each row.
+    rows: BTreeMap<String, Vec<Part>>,
     failures: Vec<(u32, FailureRecord)>,
-    /// Memory of the keys, failures and built rows (the builder's is added when asked).
     memory: usize,
+    /// The sizes of the last page's columns, for the next page's builder.
+    page_size: SizeHint,
 }
 
-impl std::fmt::Debug for BatchBuffer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BatchBuffer")
-            .field("log_type", &self.schema.name)
-            .field("events", &self.keys.len())
-            .field("hours", &self.parts.len())
-            .field("failures", &self.failures.len())
-            .finish_non_exhaustive()
-    }
-}
-
-/// Memory of the rows of a record batch that may be a slice of a larger one (a built batch is
-/// sliced per hour).
+/// Memory of the rows of a record batch that may be a slice of a larger one (a page's rows are one
+/// batch, sliced per hour).
 fn slice_memory(batch: &RecordBatch) -> usize {
     batch
         .columns()
@@ -94,46 +74,59 @@ pub struct PendingWrite {
 }
 
 impl BatchBuffer {
-    pub fn new(schema: Arc<Schema>) -> Result<Self, LakeError> {
+    pub fn new(schema: Arc<Schema>) -> Self {
         let arrow = table_schema(&schema);
-        Ok(BatchBuffer {
-            rows: RowsBuilder::new(&schema, &arrow)?,
+        BatchBuffer {
             schema,
             arrow,
             keys: Vec::new(),
-            row_keys: Vec::new(),
-            parts: BTreeMap::new(),
+            rows: BTreeMap::new(),
             failures: Vec::new(),
             memory: 0,
-        })
+            page_size: SizeHint::default(),
+        }
     }
 
-    /// Where a page's rows go: append them (a [`orgtrail_schema::Sink`]), then hand their keys to
-    /// [`BatchBuffer::push_page`].
-    pub fn rows(&mut self) -> &mut RowsBuilder {
-        &mut self.rows
-    }
-
-    /// Records the keys of the rows appended to [`BatchBuffer::rows`] since the last call
-    /// (`keys[i]` is the key of the `i`-th of them), and the page's classification failures.
+    /// Adds one page's rows (built while normalizing; `keys[i]` is the key of row `i`) and
+    /// classification failures. The rows are split per event hour (a page of mostly one hour plus a
+    /// few late events gives one slice per hour, not a set of Arrow arrays per late event).
     pub fn push_page(
         &mut self,
+        rows: RowsBuilder,
         keys: Vec<BufferedKey>,
         failures: Vec<(BufferedKey, FailureRecord)>,
     ) -> Result<(), LakeError> {
-        if self.rows.len() != self.row_keys.len() + keys.len() {
+        let base = self.keys.len();
+        self.index(base + keys.len())?;
+        if rows.len() != keys.len() {
             return Err(LakeError::Io(format!(
-                "internal error: {} new rows came with {} keys",
-                self.rows.len() - self.row_keys.len(),
+                "internal error: a page of {} rows came with {} keys",
+                rows.len(),
                 keys.len()
             )));
         }
-        self.index(self.keys.len() + keys.len())?;
-        for key in keys {
-            self.row_keys.push(self.keys.len() as u32);
-            self.memory += key_memory(&key);
-            self.keys.push(key);
+        if !rows.is_empty() {
+            self.page_size = rows.size_hint();
+            let (batch, hours) = rows.finish()?;
+            let parts = split_by_hour(batch, &hours)?;
+            // The slices share the page's buffers (allocated size, not only what is used).
+            self.memory += parts
+                .first()
+                .map_or(0, |(_, b, _)| b.get_array_memory_size());
+            for (h, slice, idx) in parts {
+                let hour = hour_partition(
+                    Timestamp::from_second(h * 3600)
+                        .map_err(|e| LakeError::Corrupt(format!("event hour {h}: {e}")))?,
+                );
+                // In range: checked above.
+                let idx = idx.into_iter().map(|i| base as u32 + i).collect();
+                self.rows.entry(hour).or_default().push((slice, idx));
+            }
         }
+        for key in &keys {
+            self.memory += key_memory(key);
+        }
+        self.keys.extend(keys);
         for (key, failure) in failures {
             let idx = self.index(self.keys.len())?;
             self.memory += key_memory(&key) + failure_memory(&failure);
@@ -143,33 +136,14 @@ impl BatchBuffer {
         Ok(())
     }
 
-    /// Builds the appended rows and files them by event hour (one sort of the whole batch, then
-    /// one slice per hour).
-    fn seal(&mut self) -> Result<(), LakeError> {
-        if self.rows.is_empty() {
-            return Ok(());
-        }
-        let rows = std::mem::replace(&mut self.rows, RowsBuilder::new(&self.schema, &self.arrow)?);
-        let row_keys = std::mem::take(&mut self.row_keys);
-        let (batch, hours) = rows.finish()?;
-        let parts = split_by_hour(batch, &hours)?;
-        // The slices share the batch's buffers.
-        self.memory += parts
-            .first()
-            .map_or(0, |(_, b, _)| b.get_array_memory_size());
-        for (h, slice, idx) in parts {
-            let idx = idx.into_iter().map(|i| row_keys[i as usize]).collect();
-            self.parts
-                .entry(hour_name(h)?)
-                .or_default()
-                .push((slice, idx));
-        }
-        Ok(())
-    }
-
     fn index(&self, i: usize) -> Result<u32, LakeError> {
         u32::try_from(i)
             .map_err(|_| LakeError::Io("a lake batch cannot hold more than 2^32 events".into()))
+    }
+
+    /// A builder for the next page's rows (sized like the last page's).
+    pub fn page_builder(&self) -> Result<RowsBuilder, LakeError> {
+        Ok(RowsBuilder::new(&self.schema, &self.arrow)?.with_size_hint(&self.page_size))
     }
 
     /// Every buffered event (rows and failures), in arrival order.
@@ -188,40 +162,33 @@ impl BatchBuffer {
 
     /// Approximate memory held, in bytes.
     pub fn memory_size(&self) -> usize {
-        self.memory + self.rows.memory_size() + self.row_keys.len() * 4
+        self.memory
     }
 
     /// Moves the hours holding at most `max_rows_per_hour` rows (late events, scattered over many
-    /// older hours) into `held` (an empty buffer, for a later batch), with their keys, so a caller
-    /// can write the dense hours now and the sparse ones with a later batch, as fewer and larger
-    /// files. Nothing moves (`false`) when there is no such hour or when they hold more than
-    /// `max_rows` rows together. Classification failures always stay.
+    /// older hours) into a new buffer, with their keys, so a caller can write the dense hours now
+    /// and the sparse ones with a later batch, as fewer and larger files. Nothing moves (`None`)
+    /// when there is no such hour or when they hold more than `max_rows` rows together.
+    /// Classification failures always stay.
     pub fn take_sparse_hours(
         &mut self,
-        held: &mut BatchBuffer,
         max_rows_per_hour: usize,
         max_rows: usize,
-    ) -> Result<bool, LakeError> {
-        if !held.is_empty() || !held.rows.is_empty() {
-            return Err(LakeError::Io(
-                "internal error: sparse hours can only move into an empty buffer".into(),
-            ));
-        }
-        self.seal()?;
+    ) -> Result<Option<BatchBuffer>, LakeError> {
         let hour_rows = |parts: &[Part]| parts.iter().map(|(b, _)| b.num_rows()).sum::<usize>();
         let sparse: Vec<String> = self
-            .parts
+            .rows
             .iter()
             .filter(|(_, parts)| hour_rows(parts) <= max_rows_per_hour)
             .map(|(hour, _)| hour.clone())
             .collect();
-        let total: usize = sparse.iter().map(|h| hour_rows(&self.parts[h])).sum();
+        let total: usize = sparse.iter().map(|h| hour_rows(&self.rows[h])).sum();
         if total == 0 || total > max_rows {
-            return Ok(false);
+            return Ok(None);
         }
         let mut moved = Vec::with_capacity(sparse.len());
         for hour in sparse {
-            let parts = self.parts.remove(&hour).unwrap_or_default();
+            let parts = self.rows.remove(&hour).unwrap_or_default();
             moved.push((hour, parts));
         }
         // Split the keys, in arrival order, and renumber what refers to them.
@@ -233,6 +200,7 @@ impl BatchBuffer {
                 }
             }
         }
+        let mut held = BatchBuffer::new(self.schema.clone());
         let mut renumber = Vec::with_capacity(self.keys.len());
         for (key, to_held) in std::mem::take(&mut self.keys).into_iter().zip(to_held) {
             let keys = if to_held {
@@ -243,7 +211,7 @@ impl BatchBuffer {
             renumber.push(keys.len() as u32);
             keys.push(key);
         }
-        for parts in self.parts.values_mut() {
+        for parts in self.rows.values_mut() {
             for (_, idx) in parts {
                 idx.iter_mut().for_each(|i| *i = renumber[*i as usize]);
             }
@@ -251,33 +219,27 @@ impl BatchBuffer {
         for (i, _) in &mut self.failures {
             *i = renumber[*i as usize];
         }
-        // One record batch per held hour, a copy of just its rows: a slice would keep the whole
-        // built batch in memory.
+        // One record batch per held hour: many one-row batches would cost more memory than rows.
         for (hour, parts) in moved {
             let batches: Vec<&RecordBatch> = parts.iter().map(|(b, _)| b).collect();
-            let rows: Vec<(usize, usize)> = batches
-                .iter()
-                .enumerate()
-                .flat_map(|(p, b)| (0..b.num_rows()).map(move |r| (p, r)))
-                .collect();
-            let batch = ::arrow::compute::interleave_record_batch(&batches, &rows)?;
+            let batch = ::arrow::compute::concat_batches(&self.arrow, batches)?;
             let idx = parts
                 .iter()
                 .flat_map(|(_, idx)| idx.iter().map(|i| renumber[*i as usize]))
                 .collect();
-            held.parts.insert(hour, vec![(batch, idx)]);
+            held.rows.insert(hour, vec![(batch, idx)]);
         }
         self.recount();
         held.recount();
-        Ok(true)
+        Ok(Some(held))
     }
 
-    /// Recomputes the memory estimate after keys and rows moved (what `push_page` and `seal` add
-    /// up, counting each slice of a built batch by its own rows).
+    /// Recomputes the memory estimate after keys and rows moved (what `push_page` adds up, counting
+    /// each slice of a page's record batch by its own rows).
     fn recount(&mut self) {
         self.memory = self.keys.iter().map(key_memory).sum::<usize>()
             + self
-                .parts
+                .rows
                 .values()
                 .flatten()
                 .map(|(b, _)| slice_memory(b))
@@ -290,13 +252,12 @@ impl BatchBuffer {
     }
 
     /// The final paths of every file this batch may write (a superset: hours whose events all
-    /// turn out to be duplicates write nothing). Builds the appended rows.
-    pub fn files(&mut self, location: &Location, batch_id: &str) -> Result<Vec<String>, LakeError> {
+    /// turn out to be duplicates write nothing).
+    pub fn files(&self, location: &Location, batch_id: &str) -> Result<Vec<String>, LakeError> {
         check_batch_id(batch_id)?;
-        self.seal()?;
         let table = self.schema.table_name();
         let mut out: Vec<String> = self
-            .parts
+            .rows
             .keys()
             .map(|hour| file_path(location, &table, hour, batch_id).to_string())
             .collect();
@@ -315,19 +276,18 @@ impl BatchBuffer {
 
     /// Encodes the buffered events whose ids are in `keep`, one file per table and hour. CPU only.
     fn encode(
-        mut self,
+        self,
         location: &Location,
         batch_id: &str,
         keep: &HashSet<String>,
     ) -> Result<(Encoded, u64, u64), LakeError> {
-        self.seal()?;
         let kept = |i: &u32| {
             self.keys
                 .get(*i as usize)
                 .is_some_and(|k| keep.contains(&k.event_id))
         };
         let table = self.schema.table_name();
-        let groups: Vec<(&String, &Vec<Part>)> = self.parts.iter().collect();
+        let groups: Vec<(&String, &Vec<Part>)> = self.rows.iter().collect();
         let encode_hour = |(hour, parts): &(&String, &Vec<Part>)| {
             let mut batches = Vec::with_capacity(parts.len());
             for (batch, idx) in parts.iter() {
@@ -462,6 +422,7 @@ mod tests {
 
     /// Pushes one page of `(id, time)` events.
     fn push(buffer: &mut BatchBuffer, n: &Normalizer, arrival: u64, events: &[(&str, &str)]) {
+        let mut rows = buffer.page_builder().unwrap();
         let mut keys = Vec::new();
         let mut failures = Vec::new();
         for (id, time) in events {
@@ -471,7 +432,7 @@ mod tests {
                 arrival,
             };
             let line = event(id, time);
-            match n.normalize_into(line.as_bytes(), jiff::Timestamp::now(), buffer.rows()) {
+            match n.normalize_into(line.as_bytes(), jiff::Timestamp::now(), &mut rows) {
                 Verdict::Row => keys.push(key),
                 Verdict::Failure(failure) => failures.push((
                     key,
@@ -486,7 +447,7 @@ mod tests {
                 Verdict::Skip => panic!("{id} skipped"),
             }
         }
-        buffer.push_page(keys, failures).unwrap();
+        buffer.push_page(rows, keys, failures).unwrap();
     }
 
     fn encoded_files(buffer: BatchBuffer, keep: &[&str]) -> Vec<(String, usize)> {
@@ -505,7 +466,7 @@ mod tests {
         let reg = Registry::with_builtins().unwrap();
         let schema = reg.get("Atlassian.Audit").unwrap();
         let n = Normalizer::new(schema.clone());
-        let mut buffer = BatchBuffer::new(schema.clone()).unwrap();
+        let mut buffer = BatchBuffer::new(schema.clone());
         let dense = "2025-06-02T10:15:00Z";
         push(
             &mut buffer,
@@ -531,16 +492,14 @@ mod tests {
         assert_eq!(buffer.len(), 7);
 
         // Too many sparse rows for the limit: nothing moves.
-        let mut held = BatchBuffer::new(schema.clone()).unwrap();
-        assert!(!buffer.take_sparse_hours(&mut held, 1, 1).unwrap());
+        assert!(buffer.take_sparse_hours(1, 1).unwrap().is_none());
         assert_eq!(buffer.len(), 7);
-        assert!(held.is_empty());
 
         let before = buffer.memory_size();
-        assert!(
-            buffer.take_sparse_hours(&mut held, 1, 10).unwrap(),
-            "two sparse hours"
-        );
+        let held = buffer
+            .take_sparse_hours(1, 10)
+            .unwrap()
+            .expect("two sparse hours");
         let ids = |b: &BatchBuffer| -> Vec<(String, u64)> {
             b.keys()
                 .iter()
@@ -561,12 +520,12 @@ mod tests {
         assert!(buffer.memory_size() < before && held.memory_size() > 0);
         let dir = tempfile::tempdir().unwrap();
         let location = Location::open(dir.path().to_str().unwrap()).unwrap();
-        let names = |b: &mut BatchBuffer| -> Vec<String> { b.files(&location, "b1").unwrap() };
-        let kept = names(&mut buffer);
+        let names = |b: &BatchBuffer| -> Vec<String> { b.files(&location, "b1").unwrap() };
+        let kept = names(&buffer);
         assert_eq!(kept.len(), 2, "the dense hour and the failures: {kept:?}");
         assert!(kept[0].contains("day=02") && kept[0].contains("atlassian_audit"));
         assert!(kept[1].contains("classification_failures"));
-        let held_files = names(&mut held);
+        let held_files = names(&held);
         assert_eq!(held_files.len(), 2, "{held_files:?}");
         assert!(held_files.iter().any(|f| f.contains("day=01")));
         assert!(held_files.iter().any(|f| f.contains("day=30")));

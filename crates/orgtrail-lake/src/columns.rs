@@ -216,33 +216,6 @@ impl Col {
         }
     }
 
-    /// Bytes of the values of this column and its children.
-    fn memory_size(&self) -> usize {
-        fn size<T>(v: &[T]) -> usize {
-            std::mem::size_of_val(v)
-        }
-        match self {
-            Col::Utf8 {
-                offsets,
-                data,
-                valid,
-            } => size(offsets) + size(data) + size(valid),
-            Col::Int16(p) => size(&p.values) + size(&p.valid),
-            Col::Int32(p) => size(&p.values) + size(&p.valid),
-            Col::Int64(p) | Col::Timestamp(p) => size(&p.values) + size(&p.valid),
-            Col::Float64(p) => size(&p.values) + size(&p.valid),
-            Col::Boolean(p) => size(&p.values) + size(&p.valid),
-            Col::Struct { children, valid } => {
-                size(valid) + children.iter().map(Col::memory_size).sum::<usize>()
-            }
-            Col::List {
-                offsets,
-                child,
-                valid,
-            } => size(offsets) + size(valid) + child.memory_size(),
-        }
-    }
-
     /// Appends (values, bytes) of this column and its children, depth first.
     fn sizes(&self, out: &mut Vec<(usize, usize)>) {
         match self {
@@ -462,12 +435,6 @@ impl RowsBuilder {
     /// Rows so far.
     pub fn len(&self) -> usize {
         self.rows
-    }
-
-    /// Bytes of the rows so far (not counting the room reserved for more).
-    pub fn memory_size(&self) -> usize {
-        self.columns.iter().map(Col::memory_size).sum::<usize>()
-            + std::mem::size_of_val(&self.hours[..])
     }
 
     pub fn is_empty(&self) -> bool {
