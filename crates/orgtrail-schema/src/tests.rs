@@ -660,3 +660,23 @@ fn builtin_schema_tests_pass_and_a_wrong_expectation_fails() {
         .is_err()
     );
 }
+
+#[test]
+fn text_and_byte_lines_normalize_alike() {
+    let n = atlassian();
+    let at: jiff::Timestamp = PARSE_TIME.parse().unwrap();
+    let missing_links = EXAMPLE.replace(r#","links":{"self""#, r#","linkz":{"self""#);
+    for line in [EXAMPLE, missing_links.as_str(), "{not json", "   "] {
+        let (mut a, mut b) = (TreeSink::default(), TreeSink::default());
+        let va = n.normalize_into(line.as_bytes(), at, &mut a);
+        let vb = n.normalize_text_into(line, at, &mut b);
+        assert_eq!(va, vb, "{line}");
+        assert_eq!(a.take(), b.take(), "{line}");
+    }
+    // Only bytes can be invalid UTF-8: a failure that keeps them.
+    let Verdict::Failure(f) = n.normalize_into(b"{\"id\":\"\xff\"}", at, &mut TreeSink::default())
+    else {
+        panic!("not a failure")
+    };
+    assert!(f.payload_base64.is_some());
+}
