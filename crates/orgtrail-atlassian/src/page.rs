@@ -214,14 +214,12 @@ impl Scan<'_> {
             }
             let start = self.i;
             self.string();
-            let raw = self.b.get(start..self.i).unwrap_or_default();
-            let key: Cow<'_, str> = match raw.get(1..raw.len().saturating_sub(1)) {
-                Some(inner) if !inner.contains(&b'\\') => String::from_utf8_lossy(inner),
-                _ => std::str::from_utf8(raw)
-                    .ok()
-                    .and_then(|raw| serde_json::from_str::<String>(raw).ok())
-                    .map_or(Cow::Borrowed(""), Cow::Owned),
-            };
+            let key = self
+                .b
+                .get(start..self.i)
+                .and_then(|raw| std::str::from_utf8(raw).ok())
+                .and_then(json_string)
+                .unwrap_or_default();
             self.ws();
             if self.peek() != Some(b':') {
                 break;
