@@ -183,7 +183,14 @@ struct Inner {
     clock: Arc<dyn Clock>,
     /// Keys the limiter map: a per-process random SipHash of the key, never the key.
     fingerprint: std::hash::RandomState,
+    /// Page bodies given back once their events were used ([`Client::recycle_body`]): the next
+    /// pages are read into them instead of into new memory.
+    spare_bodies: std::sync::Mutex<Vec<Vec<u8>>>,
 }
+
+/// Page bodies kept for reuse. A collector holds a few pages at once (one being read, the
+/// fetched-ahead ones, one being normalized): a couple of spares cover the steady state.
+const SPARE_BODIES: usize = 2;
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -266,8 +273,36 @@ impl Client {
                 limiter,
                 clock,
                 fingerprint: std::hash::RandomState::new(),
+                spare_bodies: std::sync::Mutex::new(Vec::new()),
             }),
         })
+    }
+
+    /// Gives a page's body back once nothing else uses it (every [`crate::Event`] of the page was
+    /// dropped), so a later page is read into it: a body is about half a megabyte, and new memory
+    /// of that size costs a page fault per 4 KiB touched.
+    pub fn recycle_body(&self, body: Arc<String>) {
+        if let Ok(text) = Arc::try_unwrap(body) {
+            let mut bytes = text.into_bytes();
+            bytes.clear();
+            let mut spare = self
+                .inner
+                .spare_bodies
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if spare.len() < SPARE_BODIES {
+                spare.push(bytes);
+            }
+        }
+    }
+
+    fn spare_body(&self) -> Vec<u8> {
+        self.inner
+            .spare_bodies
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop()
+            .unwrap_or_default()
     }
 
     /// The configuration.
@@ -544,7 +579,8 @@ impl Client {
         };
         let status = resp.status().as_u16();
         if (200..300).contains(&status) {
-            let body = match read_body(resp, self.inner.cfg.max_body_bytes).await {
+            let spare = self.spare_body();
+            let body = match read_body(resp, self.inner.cfg.max_body_bytes, spare).await {
                 Ok(b) => b,
                 Err(BodyError::Transport(e, n)) => return (Some(status), n, transport(e)),
                 Err(BodyError::TooLarge(n)) => {
@@ -580,7 +616,9 @@ impl Client {
         }
         let headers = resp.headers().clone();
         // Read (a bounded part of) the error body: its code, and connection reuse.
-        let body = read_body(resp, MAX_ERROR_BODY).await.unwrap_or_default();
+        let body = read_body(resp, MAX_ERROR_BODY, Vec::new())
+            .await
+            .unwrap_or_default();
         let n = body.len();
         if status == 429 {
             return (Some(status), n, Outcome::RateLimited(headers));
@@ -650,9 +688,14 @@ enum BodyError {
     TooLarge(usize),
 }
 
-async fn read_body(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, BodyError> {
+/// Reads a body into `buf` (empty; a spare one has room already).
+async fn read_body(
+    mut resp: reqwest::Response,
+    max: usize,
+    mut buf: Vec<u8>,
+) -> Result<Vec<u8>, BodyError> {
     let hint = resp.content_length().unwrap_or(0).min(max as u64) as usize;
-    let mut buf = Vec::with_capacity(hint);
+    buf.reserve(hint);
     loop {
         match resp.chunk().await {
             Ok(Some(chunk)) => {
@@ -724,6 +767,29 @@ mod tests {
 
     fn client(base: &str) -> Client {
         Client::new(ClientConfig::with_base_url(base)).unwrap()
+    }
+
+    #[test]
+    fn a_recycled_body_is_reused_only_when_no_event_holds_it() {
+        let c = client("https://api.atlassian.com");
+        let body = Arc::new("x".repeat(1000));
+        let held = body.clone();
+        c.recycle_body(body);
+        assert_eq!(
+            c.spare_body().capacity(),
+            0,
+            "an event still holds the body"
+        );
+        c.recycle_body(held);
+        let spare = c.spare_body();
+        assert!(spare.is_empty() && spare.capacity() >= 1000);
+        for _ in 0..SPARE_BODIES + 3 {
+            c.recycle_body(Arc::new("y".repeat(10)));
+        }
+        let kept = std::iter::from_fn(|| Some(c.spare_body()))
+            .take_while(|b| b.capacity() > 0)
+            .count();
+        assert_eq!(kept, SPARE_BODIES);
     }
 
     #[test]

@@ -37,6 +37,11 @@ impl Event {
     pub fn json(&self) -> &str {
         &self.body[self.span.clone()]
     }
+
+    /// The page body the event is part of (for [`crate::Client::recycle_body`]).
+    pub fn body(&self) -> &Arc<String> {
+        &self.body
+    }
 }
 
 impl std::fmt::Debug for Event {

@@ -9,7 +9,7 @@
 //! A crash anywhere loses nothing (the cursor only moves with a committed batch, and the next writer
 //! publishes or discards what a crash left) and duplicates nothing (an event is claimed by one batch).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -446,7 +446,7 @@ impl Engine {
                     .with_source(Some(w.source.id.clone()), Some(w.source.name.clone())),
             );
             let mut buffer = BatchBuffer::new(self.schema.clone());
-            let mut buffered: HashSet<String> = HashSet::new();
+            let mut buffered = foldhash::HashSet::<String>::default();
             // The checkpoint as it was before each page still buffered, oldest first: a batch that
             // holds sparse hours back saves the one before the oldest page it holds back.
             let mut before_page: VecDeque<(u64, Checkpoint)> = VecDeque::new();
@@ -492,9 +492,14 @@ impl Engine {
                     c.cursor = cursor;
                     c.page_seq += 1;
                 }
+                let body = fresh.first().map(|(_, _, e)| e.body().clone());
                 buffer = self
                     .normalize_page(buffer, fresh, page_no, normalizer.clone(), w.source)
                     .await?;
+                if let Some(body) = body {
+                    // The page's events are gone: its body can take a later page.
+                    self.client.recycle_body(body);
+                }
                 if buffer.len() >= self.config.flush_rows
                     || buffer.memory_size() >= self.config.flush_bytes
                 {

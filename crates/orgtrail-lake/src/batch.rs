@@ -4,7 +4,7 @@
 //! may keep (their ids were not stored before) and records the batch's files, so a crash between
 //! the steps is finished or undone by the next writer (see `orgtrail-state`).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ::arrow::array::BooleanArray;
@@ -38,7 +38,13 @@ pub struct BufferedKey {
 }
 
 /// One page's rows of one hour, with the key index of each row.
-type Part = (RecordBatch, Vec<u32>);
+#[derive(Debug)]
+struct Part {
+    batch: RecordBatch,
+    idx: Vec<u32>,
+    /// This slice's share of the memory of the page's batch it shares buffers with.
+    memory: usize,
+}
 
 /// Rows of one log type and classification failures, buffered for one lake batch.
 #[derive(Debug)]
@@ -53,16 +59,6 @@ pub struct BatchBuffer {
     memory: usize,
     /// The sizes of the last page's columns, for the next page's builder.
     page_size: SizeHint,
-}
-
-/// Memory of the rows of a record batch that may be a slice of a larger one (a page's rows are one
-/// batch, sliced per hour).
-fn slice_memory(batch: &RecordBatch) -> usize {
-    batch
-        .columns()
-        .iter()
-        .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0))
-        .sum()
 }
 
 /// What [`Lake::write_pending`] wrote.
@@ -109,18 +105,26 @@ impl BatchBuffer {
             self.page_size = rows.size_hint();
             let (batch, hours) = rows.finish()?;
             let parts = split_by_hour(batch, &hours)?;
-            // The slices share the page's buffers (allocated size, not only what is used).
-            self.memory += parts
+            // The slices share the page's buffers (allocated size, not only what is used): each
+            // counts for its share of the rows.
+            let page_memory = parts
                 .first()
                 .map_or(0, |(_, b, _)| b.get_array_memory_size());
+            let page_rows = keys.len().max(1);
+            self.memory += page_memory;
             for (h, slice, idx) in parts {
+                let memory = page_memory * slice.num_rows() / page_rows;
                 let hour = hour_partition(
                     Timestamp::from_second(h * 3600)
                         .map_err(|e| LakeError::Corrupt(format!("event hour {h}: {e}")))?,
                 );
                 // In range: checked above.
                 let idx = idx.into_iter().map(|i| base as u32 + i).collect();
-                self.rows.entry(hour).or_default().push((slice, idx));
+                self.rows.entry(hour).or_default().push(Part {
+                    batch: slice,
+                    idx,
+                    memory,
+                });
             }
         }
         for key in &keys {
@@ -175,7 +179,7 @@ impl BatchBuffer {
         max_rows_per_hour: usize,
         max_rows: usize,
     ) -> Result<Option<BatchBuffer>, LakeError> {
-        let hour_rows = |parts: &[Part]| parts.iter().map(|(b, _)| b.num_rows()).sum::<usize>();
+        let hour_rows = |parts: &[Part]| parts.iter().map(|p| p.batch.num_rows()).sum::<usize>();
         let sparse: Vec<String> = self
             .rows
             .iter()
@@ -194,8 +198,8 @@ impl BatchBuffer {
         // Split the keys, in arrival order, and renumber what refers to them.
         let mut to_held = vec![false; self.keys.len()];
         for (_, parts) in &moved {
-            for (_, idx) in parts {
-                for &i in idx {
+            for part in parts {
+                for &i in &part.idx {
                     to_held[i as usize] = true;
                 }
             }
@@ -212,8 +216,8 @@ impl BatchBuffer {
             keys.push(key);
         }
         for parts in self.rows.values_mut() {
-            for (_, idx) in parts {
-                idx.iter_mut().for_each(|i| *i = renumber[*i as usize]);
+            for part in parts {
+                part.idx.iter_mut().for_each(|i| *i = renumber[*i as usize]);
             }
         }
         for (i, _) in &mut self.failures {
@@ -221,13 +225,18 @@ impl BatchBuffer {
         }
         // One record batch per held hour: many one-row batches would cost more memory than rows.
         for (hour, parts) in moved {
-            let batches: Vec<&RecordBatch> = parts.iter().map(|(b, _)| b).collect();
+            let batches: Vec<&RecordBatch> = parts.iter().map(|p| &p.batch).collect();
             let batch = ::arrow::compute::concat_batches(&self.arrow, batches)?;
             let idx = parts
                 .iter()
-                .flat_map(|(_, idx)| idx.iter().map(|i| renumber[*i as usize]))
+                .flat_map(|p| p.idx.iter().map(|i| renumber[*i as usize]))
                 .collect();
-            held.rows.insert(hour, vec![(batch, idx)]);
+            let memory = batch
+                .columns()
+                .iter()
+                .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0))
+                .sum();
+            held.rows.insert(hour, vec![Part { batch, idx, memory }]);
         }
         self.recount();
         held.recount();
@@ -235,14 +244,14 @@ impl BatchBuffer {
     }
 
     /// Recomputes the memory estimate after keys and rows moved (what `push_page` adds up, counting
-    /// each slice of a page's record batch by its own rows).
+    /// each slice of a page's record batch for its share of the page's rows).
     fn recount(&mut self) {
         self.memory = self.keys.iter().map(key_memory).sum::<usize>()
             + self
                 .rows
                 .values()
                 .flatten()
-                .map(|(b, _)| slice_memory(b))
+                .map(|p| p.memory)
                 .sum::<usize>()
             + self
                 .failures
@@ -279,7 +288,7 @@ impl BatchBuffer {
         self,
         location: &Location,
         batch_id: &str,
-        keep: &HashSet<String>,
+        keep: &foldhash::HashSet<String>,
     ) -> Result<(Encoded, u64, u64), LakeError> {
         let kept = |i: &u32| {
             self.keys
@@ -290,7 +299,7 @@ impl BatchBuffer {
         let groups: Vec<(&String, &Vec<Part>)> = self.rows.iter().collect();
         let encode_hour = |(hour, parts): &(&String, &Vec<Part>)| {
             let mut batches = Vec::with_capacity(parts.len());
-            for (batch, idx) in parts.iter() {
+            for Part { batch, idx, .. } in parts.iter() {
                 if idx.iter().all(kept) {
                     batches.push(batch.clone());
                 } else {
@@ -351,7 +360,7 @@ impl Lake {
         &self,
         buffer: BatchBuffer,
         batch_id: &str,
-        keep: HashSet<String>,
+        keep: foldhash::HashSet<String>,
     ) -> Result<PendingWrite, LakeError> {
         let location = self.location.clone();
         let id = batch_id.to_owned();

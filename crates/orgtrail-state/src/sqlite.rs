@@ -1,6 +1,5 @@
 //! The embedded SQLite backend.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -802,8 +801,8 @@ impl StateStore for SqliteStore {
         .rows_affected();
         // Usually every event is new; otherwise ask which ones were stored before (few, and
         // returning them is cheaper than returning every claimed id).
-        let stored_before: HashSet<String> = if inserted as usize == keys.len() {
-            HashSet::new()
+        let stored_before: foldhash::HashSet<String> = if inserted as usize == keys.len() {
+            foldhash::HashSet::default()
         } else {
             sqlx::query_scalar(
                 "SELECT s.event_id FROM json_each(?3) AS j JOIN seen AS s \
@@ -824,7 +823,8 @@ impl StateStore for SqliteStore {
             .map_err(StateError::db("committing a batch start"))?;
         // The claimed ids, in the order of `events`, each once.
         let mut out = Vec::with_capacity(keys.len().saturating_sub(stored_before.len()));
-        let mut taken = HashSet::with_capacity(keys.len());
+        let mut taken: foldhash::HashSet<&str> =
+            foldhash::HashSet::with_capacity_and_hasher(keys.len(), Default::default());
         for e in events {
             if !stored_before.contains(&e.event_id) && taken.insert(e.event_id.as_str()) {
                 out.push(e.event_id.clone());
