@@ -223,20 +223,36 @@ impl BatchBuffer {
         for (i, _) in &mut self.failures {
             *i = renumber[*i as usize];
         }
-        // One record batch per held hour: many one-row batches would cost more memory than rows.
+        // One record batch for every held hour, sliced per hour: many one-row batches would cost
+        // more memory than their rows, and one concatenation per hour costs more time.
+        let batch = ::arrow::compute::concat_batches(
+            &self.arrow,
+            moved
+                .iter()
+                .flat_map(|(_, parts)| parts.iter().map(|p| &p.batch)),
+        )?;
+        let used: usize = batch
+            .columns()
+            .iter()
+            .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0))
+            .sum();
+        let all_rows = batch.num_rows().max(1);
+        let mut start = 0;
         for (hour, parts) in moved {
-            let batches: Vec<&RecordBatch> = parts.iter().map(|p| &p.batch).collect();
-            let batch = ::arrow::compute::concat_batches(&self.arrow, batches)?;
+            let rows = hour_rows(&parts);
             let idx = parts
                 .iter()
                 .flat_map(|p| p.idx.iter().map(|i| renumber[*i as usize]))
                 .collect();
-            let memory = batch
-                .columns()
-                .iter()
-                .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0))
-                .sum();
-            held.rows.insert(hour, vec![Part { batch, idx, memory }]);
+            held.rows.insert(
+                hour,
+                vec![Part {
+                    batch: batch.slice(start, rows),
+                    idx,
+                    memory: used * rows / all_rows,
+                }],
+            );
+            start += rows;
         }
         self.recount();
         held.recount();
