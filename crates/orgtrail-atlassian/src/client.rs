@@ -192,6 +192,9 @@ struct Inner {
 /// fetched-ahead ones, one being normalized): a couple of spares cover the steady state.
 const SPARE_BODIES: usize = 2;
 
+/// A body larger than this (an unusual page) is freed rather than kept for reuse.
+const MAX_SPARE_BODY_BYTES: usize = 2 << 20;
+
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
@@ -290,7 +293,7 @@ impl Client {
                 .spare_bodies
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if spare.len() < SPARE_BODIES {
+            if spare.len() < SPARE_BODIES && bytes.capacity() <= MAX_SPARE_BODY_BYTES {
                 spare.push(bytes);
             }
         }
@@ -783,6 +786,8 @@ mod tests {
         c.recycle_body(held);
         let spare = c.spare_body();
         assert!(spare.is_empty() && spare.capacity() >= 1000);
+        c.recycle_body(Arc::new("z".repeat(MAX_SPARE_BODY_BYTES + 1)));
+        assert_eq!(c.spare_body().capacity(), 0, "too large to keep");
         for _ in 0..SPARE_BODIES + 3 {
             c.recycle_body(Arc::new("y".repeat(10)));
         }
