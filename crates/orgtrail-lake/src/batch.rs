@@ -61,6 +61,15 @@ pub struct BatchBuffer {
     page_size: SizeHint,
 }
 
+/// Memory of the rows of a record batch that may be a slice of a larger one.
+fn slice_memory(batch: &RecordBatch) -> usize {
+    batch
+        .columns()
+        .iter()
+        .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0))
+        .sum()
+}
+
 /// What [`Lake::write_pending`] wrote.
 #[derive(Debug, Clone, Default)]
 pub struct PendingWrite {
@@ -231,11 +240,7 @@ impl BatchBuffer {
                 .iter()
                 .flat_map(|(_, parts)| parts.iter().map(|p| &p.batch)),
         )?;
-        let used: usize = batch
-            .columns()
-            .iter()
-            .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0))
-            .sum();
+        let used = slice_memory(&batch);
         let all_rows = batch.num_rows().max(1);
         let mut start = 0;
         for (hour, parts) in moved {
