@@ -19,6 +19,8 @@ pub struct Event {
     /// The page body the event is part of (shared by the page's events, not copied per event).
     body: Arc<String>,
     span: Range<usize>,
+    /// Where the text of `attributes.time` (a JSON string's content) is in `body`.
+    time: Option<Range<usize>>,
 }
 
 impl Event {
@@ -30,12 +32,20 @@ impl Event {
             processed_at,
             body: Arc::new(json),
             span,
+            time: None,
         }
     }
 
     /// The event JSON exactly as served.
     pub fn json(&self) -> &str {
         &self.body[self.span.clone()]
+    }
+
+    /// The text of `attributes.time` as served (escapes not decoded), unparsed: enough to order
+    /// events by time cheaply, such as to group them by hour before normalizing (the normalizer
+    /// reads the event time itself). `None` for an event built with [`Event::new`].
+    pub fn time_text(&self) -> Option<&str> {
+        self.time.clone().and_then(|r| self.body.get(r))
     }
 
     /// The page body the event is part of (for [`crate::Client::recycle_body`]).
@@ -95,15 +105,15 @@ struct Next {
 }
 
 /// What the collector reads of an event: the first `id` member and, when the first `attributes`
-/// member is an object, its first `processedAt`, as JSON texts. `text` is JSON the envelope's parse
+/// member is an object, its first `processedAt` and `time`, as JSON texts. `text` is JSON the envelope's parse
 /// already validated, so this only finds members and skips values, and stops once it has both
 /// (the events served put them first; the normalizer reads the whole event later).
-fn head(text: &str) -> (Option<&str>, Option<&str>) {
+fn head(text: &str) -> Head<'_> {
     let mut scan = Scan {
         b: text.as_bytes(),
         i: 0,
     };
-    let (mut id, mut attributes, mut processed_at) = (None, false, None);
+    let (mut id, mut attributes, mut processed_at, mut time) = (None, false, None, None);
     scan.members(|key, scan| {
         if key == "id" && id.is_none() {
             id = Some(scan.value());
@@ -112,10 +122,12 @@ fn head(text: &str) -> (Option<&str>, Option<&str>) {
             let done = scan.members(|key, scan| {
                 if key == "processedAt" && processed_at.is_none() {
                     processed_at = Some(scan.value());
+                } else if key == "time" && time.is_none() {
+                    time = Some(scan.value());
                 } else {
                     scan.value();
                 }
-                processed_at.is_none() || id.is_none()
+                processed_at.is_none() || time.is_none() || id.is_none()
             });
             // Stop when both were found, or when `attributes` (read whole) was the last one missing.
             return done && id.is_none();
@@ -125,7 +137,19 @@ fn head(text: &str) -> (Option<&str>, Option<&str>) {
         id.is_none() || !attributes
     });
     let text_of = |r: Option<std::ops::Range<usize>>| r.and_then(|r| text.get(r));
-    (text_of(id), text_of(processed_at))
+    Head {
+        id: text_of(id),
+        processed_at: text_of(processed_at),
+        time,
+    }
+}
+
+/// See [`head`].
+struct Head<'a> {
+    id: Option<&'a str>,
+    processed_at: Option<&'a str>,
+    /// Where the value of `attributes.time` is in the text.
+    time: Option<Range<usize>>,
 }
 
 /// A cursor over valid JSON text (see [`head`]). Malformed text only ends the scan: every index
@@ -316,7 +340,11 @@ pub(crate) fn cursor_from_link(link: &str, base: &url::Url) -> Option<String> {
 
 /// The event `raw`, a slice of `body`.
 fn event_from_raw(raw: &RawValue, body: &Arc<String>) -> Event {
-    let (id, processed_at) = head(raw.get());
+    let Head {
+        id,
+        processed_at,
+        time,
+    } = head(raw.get());
     let id = id
         .and_then(json_string)
         .filter(|s| !s.is_empty())
@@ -325,11 +353,18 @@ fn event_from_raw(raw: &RawValue, body: &Arc<String>) -> Event {
         .and_then(json_string)
         .and_then(|s| parse_rfc3339(&s));
     let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
+    // A string's content, without its quotes.
+    let time = time.filter(|r| {
+        r.len() >= 2
+            && raw.get().as_bytes()[r.start] == b'"'
+            && raw.get().as_bytes()[r.end - 1] == b'"'
+    });
     Event {
         id,
         processed_at,
         body: body.clone(),
         span: start..start + raw.get().len(),
+        time: time.map(|r| start + r.start + 1..start + r.end - 1),
     }
 }
 
@@ -367,6 +402,8 @@ mod tests {
                 .json()
                 .starts_with(r#"{"type":"events","id":"831482d6"#)
         );
+        assert_eq!(p.events[0].time_text(), Some("2025-06-02T08:15:42.517Z"));
+        assert_eq!(p.events[1].time_text(), Some("2025-06-02T08:14:59Z"));
         // Instants, not strings: "…43Z" is earlier than "…43.090Z".
         let a = p.events[0].processed_at.unwrap();
         let b = p.events[1].processed_at.unwrap();
@@ -538,12 +575,18 @@ mod tests {
                 serde_json::to_string(&event).unwrap()
             };
             let as_text = |v: Option<&serde_json::Value>| v.map(|v| serde_json::to_string(v).unwrap());
-            let (got_id, got_processed_at) = head(&text);
+            let h = head(&text);
+            let (got_id, got_processed_at) = (h.id, h.processed_at);
+            let got_time = h.time.map(|r| &text[r]);
             let reparse = |t: Option<&str>| t.map(|t| serde_json::to_string(&serde_json::from_str::<serde_json::Value>(t).unwrap()).unwrap());
             proptest::prop_assert_eq!(reparse(got_id), as_text(event.get("id")));
             proptest::prop_assert_eq!(
                 reparse(got_processed_at),
                 as_text(event.get("attributes").and_then(|a| a.get("processedAt")))
+            );
+            proptest::prop_assert_eq!(
+                reparse(got_time),
+                as_text(event.get("attributes").and_then(|a| a.get("time")))
             );
         }
     }
@@ -551,12 +594,11 @@ mod tests {
     #[test]
     fn head_takes_the_first_of_repeated_members() {
         let text = r#"{"id":"a","attributes":{"processedAt":"1","processedAt":"2"},"id":"b","attributes":{"processedAt":"3"}}"#;
-        assert_eq!(head(text), (Some("\"a\""), Some("\"1\"")));
+        let h = head(text);
+        assert_eq!((h.id, h.processed_at), (Some("\"a\""), Some("\"1\"")));
         // `attributes` before `id`, and not an object.
-        assert_eq!(
-            head(r#"{"attributes":7,"x":[{"id":1}],"id":"c"}"#),
-            (Some("\"c\""), None)
-        );
+        let h = head(r#"{"attributes":7,"x":[{"id":1}],"id":"c"}"#);
+        assert_eq!((h.id, h.processed_at, h.time), (Some("\"c\""), None, None));
         // Malformed text (never given, the envelope validated it) ends the scan without a panic.
         for bad in [
             r#"{"id""#,

@@ -453,7 +453,7 @@ impl RowsBuilder {
         self.end_object();
         self.end_row(
             row.event_time,
-            Some(Standard {
+            Some(&Standard {
                 row_id: row.row_id.clone(),
                 parse_time: row.parse_time,
                 source_id: row.source_id.clone(),
@@ -666,9 +666,9 @@ impl<'de> Sink<'de> for RowsBuilder {
         self.put(Col::push_null);
     }
 
-    fn end_row(&mut self, event_time: Timestamp, standard: Option<Standard>) {
+    fn end_row(&mut self, event_time: Timestamp, standard: Option<&Standard>) {
         let mut ok = !self.row_broken && self.open.is_empty();
-        if let Some(s) = &standard {
+        if let Some(s) = standard {
             ok &= self.standard(event_time, s);
         }
         let row = self.rows;

@@ -22,10 +22,15 @@ use jiff::Timestamp;
 use jiff::tz::Offset;
 use object_store::path::Path;
 use orgtrail_schema::{Failure, Row, Schema};
-use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_writer::ArrowWriterOptions;
+use parquet::arrow::{
+    ARROW_SCHEMA_META_KEY, ArrowSchemaConverter, ArrowWriter, encode_arrow_schema,
+};
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use parquet::schema::types::ColumnPath;
+use parquet::file::properties::{
+    DEFAULT_DATA_PAGE_ROW_COUNT_LIMIT, DEFAULT_PAGE_SIZE, EnabledStatistics, WriterProperties,
+};
+use parquet::schema::types::{ColumnPath, SchemaDescriptor};
 
 use crate::LakeError;
 use crate::arrow::{rows_to_batch, table_schema};
@@ -110,20 +115,39 @@ const ZSTD_LEVEL: i32 = 1;
 /// `lake compact` merges an hour's files, so its chunks are compressed once they grow past this.
 const COMPRESS_FROM_BYTES: usize = 32 << 10;
 
-fn writer_properties(log_type: &str, batches: &[RecordBatch]) -> WriterProperties {
+fn writer_properties(
+    log_type: &str,
+    schema: &FileSchema,
+    batches: &[RecordBatch],
+) -> WriterProperties {
     // Level 1: zstd's fastest standard level; the files are barely bigger than at the default
     // level 3, and writing them costs much less CPU. It always exists: the constructor cannot fail.
     let zstd = Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL).unwrap_or_default());
+    let choices = ColumnChoices::of(&schema.parquet, batches);
+    // A page index (min/max per page) only helps a reader skip pages when a column chunk has
+    // several; below Parquet's page limits every chunk is one page, and the chunk's statistics
+    // say the same.
+    let statistics = if choices.one_page_per_chunk {
+        EnabledStatistics::Chunk
+    } else {
+        EnabledStatistics::Page
+    };
     let mut props = WriterProperties::builder()
         .set_compression(zstd)
-        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_statistics_enabled(statistics)
         .set_max_row_group_row_count(Some(128 * 1024))
         .set_created_by(format!("orgtrail {}", env!("CARGO_PKG_VERSION")))
-        .set_key_value_metadata(Some(vec![parquet::file::metadata::KeyValue::new(
-            "orgtrail.log_type".to_owned(),
-            log_type.to_owned(),
-        )]));
-    let choices = ColumnChoices::of(batches);
+        .set_key_value_metadata(Some(vec![
+            parquet::file::metadata::KeyValue::new(
+                "orgtrail.log_type".to_owned(),
+                log_type.to_owned(),
+            ),
+            // What the Arrow writer would add: readers get back the exact Arrow types.
+            parquet::file::metadata::KeyValue::new(
+                ARROW_SCHEMA_META_KEY.to_owned(),
+                schema.arrow_encoded.clone(),
+            ),
+        ]));
     for path in choices.uncompressed {
         props = props.set_column_compression(path, Compression::UNCOMPRESSED);
     }
@@ -141,20 +165,15 @@ struct ColumnChoices {
     /// Values that look unique (ids, URLs with ids, times): a dictionary would hold every value once
     /// more and hash each one, for nothing.
     no_dictionary: Vec<ColumnPath>,
+    /// Every column's values fit in one data page (fewer rows and bytes than Parquet's page limits).
+    one_page_per_chunk: bool,
 }
 
 /// Distinct sampled values needed to call a column unique.
 const UNIQUE_SAMPLE: usize = 64;
 
 impl ColumnChoices {
-    fn of(batches: &[RecordBatch]) -> ColumnChoices {
-        let Some(first) = batches.first() else {
-            return ColumnChoices::default();
-        };
-        let Ok(descr) = parquet::arrow::ArrowSchemaConverter::new().convert(first.schema_ref())
-        else {
-            return ColumnChoices::default();
-        };
+    fn of(descr: &SchemaDescriptor, batches: &[RecordBatch]) -> ColumnChoices {
         let mut bytes = vec![0usize; descr.num_columns()];
         let mut unique = Vec::new();
         for (i, batch) in batches.iter().enumerate() {
@@ -171,8 +190,13 @@ impl ColumnChoices {
                 unique = leaves.iter().map(|l| looks_unique(l.as_ref())).collect();
             }
         }
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let mut choices = ColumnChoices {
+            one_page_per_chunk: rows <= DEFAULT_DATA_PAGE_ROW_COUNT_LIMIT
+                && bytes.iter().all(|&n| n <= DEFAULT_PAGE_SIZE),
+            ..ColumnChoices::default()
+        };
         let paths = descr.columns().iter().map(|c| c.path());
-        let mut choices = ColumnChoices::default();
         for ((path, n), unique) in paths.zip(bytes).zip(unique) {
             if n < COMPRESS_FROM_BYTES {
                 choices.uncompressed.push(path.clone());
@@ -272,17 +296,56 @@ pub fn encode_batches(batches: &[RecordBatch], log_type: &str) -> Result<Bytes, 
     let Some(first) = batches.first() else {
         return Err(LakeError::Io("nothing to encode".into()));
     };
+    let schema = file_schema(first.schema_ref())?;
+    let props = writer_properties(log_type, &schema, batches);
     let mut buf = Vec::new();
-    let mut writer = ArrowWriter::try_new(
+    let mut writer = ArrowWriter::try_new_with_options(
         &mut buf,
         first.schema(),
-        Some(writer_properties(log_type, batches)),
+        ArrowWriterOptions::new()
+            .with_properties(props)
+            .with_parquet_schema(schema.parquet)
+            .with_skip_arrow_metadata(true),
     )?;
     for b in batches {
         writer.write(b)?;
     }
     writer.close()?;
     Ok(into_bytes(buf))
+}
+
+/// What a file needs of its Arrow schema.
+#[derive(Clone)]
+struct FileSchema {
+    arrow: SchemaRef,
+    parquet: SchemaDescriptor,
+    /// The Arrow schema as the Arrow writer stores it in the file's metadata.
+    arrow_encoded: String,
+}
+
+/// The schema of a file. Every file of a table has the same: it is converted and encoded once and
+/// kept (a few schemas per process).
+fn file_schema(arrow: &SchemaRef) -> Result<FileSchema, LakeError> {
+    static KNOWN: std::sync::Mutex<Vec<FileSchema>> = std::sync::Mutex::new(Vec::new());
+    let mut known = KNOWN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(schema) = known
+        .iter()
+        .find(|k| Arc::ptr_eq(&k.arrow, arrow) || k.arrow == *arrow)
+    {
+        return Ok(schema.clone());
+    }
+    let schema = FileSchema {
+        arrow: arrow.clone(),
+        parquet: ArrowSchemaConverter::new().convert(arrow)?,
+        arrow_encoded: encode_arrow_schema(arrow),
+    };
+    if known.len() >= 16 {
+        known.remove(0);
+    }
+    known.push(schema.clone());
+    Ok(schema)
 }
 
 /// The files of one batch: (path, encoded file, rows), before they are stored. CPU work only.
@@ -602,6 +665,55 @@ mod tests {
             ]
         );
         assert_eq!(back, [batch]);
+    }
+
+    /// Whether each column chunk of the file has statistics, and whether any has a column index
+    /// (the page index's min/max per page).
+    fn statistics_and_page_index(bytes: Bytes) -> (Vec<bool>, bool) {
+        let reader = SerializedFileReader::new(bytes).unwrap();
+        let columns = reader.metadata().row_group(0).columns();
+        (
+            columns.iter().map(|c| c.statistics().is_some()).collect(),
+            columns.iter().any(|c| c.column_index_offset().is_some()),
+        )
+    }
+
+    #[test]
+    fn a_page_index_is_written_only_when_a_column_chunk_spans_pages() {
+        // One page per column chunk: the chunk statistics say all a page index would.
+        let (stats, index) = statistics_and_page_index(encode(&sparse_batch(10_000), "T").unwrap());
+        assert!(stats.iter().all(|s| *s) && !index);
+        // More rows than a data page holds: several pages per chunk, and their index.
+        let rows = DEFAULT_DATA_PAGE_ROW_COUNT_LIMIT + 1;
+        let (stats, index) = statistics_and_page_index(encode(&sparse_batch(rows), "T").unwrap());
+        assert!(stats.iter().all(|s| *s) && index);
+    }
+
+    #[test]
+    fn files_carry_their_arrow_schema_and_log_type() {
+        let batch = sparse_batch(10);
+        let bytes = encode(&batch, "Test.Type").unwrap();
+        let reader = SerializedFileReader::new(bytes.clone()).unwrap();
+        let kv: Vec<(String, String)> = reader
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .unwrap()
+            .iter()
+            .map(|kv| (kv.key.clone(), kv.value.clone().unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            kv,
+            [
+                ("orgtrail.log_type".to_owned(), "Test.Type".to_owned()),
+                (
+                    ARROW_SCHEMA_META_KEY.to_owned(),
+                    encode_arrow_schema(&batch.schema())
+                ),
+            ]
+        );
+        // Read back with the exact Arrow types.
+        assert_eq!(codecs_and_rows(bytes).1, [batch]);
     }
 
     #[test]

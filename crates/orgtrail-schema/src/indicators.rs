@@ -296,6 +296,13 @@ impl Indicators {
         self.values.is_empty()
     }
 
+    /// No values, keeping the buffers' capacity.
+    pub(crate) fn clear(&mut self) {
+        self.values.clear();
+        self.text.clear();
+        self.finished = false;
+    }
+
     /// The non-empty columns in alphabetical order, each with its sorted, unique values.
     /// Call [`Indicators::finish`] first.
     pub fn columns(&self) -> impl Iterator<Item = (IndicatorField, Vec<&str>)> + '_ {

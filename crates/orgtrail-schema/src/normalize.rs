@@ -199,7 +199,7 @@ impl Normalizer {
         parse_time: Timestamp,
         sink: &mut S,
     ) -> Verdict {
-        let (ctx, trimmed) = match decode_text(
+        let (mut ctx, trimmed) = match decode_text(
             &self.schema.fields,
             self.schema.event_id.as_deref(),
             text,
@@ -208,25 +208,46 @@ impl Normalizer {
             Ok(decoded) => decoded,
             Err(verdict) => return verdict,
         };
-        let mut indicators = ctx.indicators;
+        let mut indicators = std::mem::take(&mut ctx.indicators);
         indicators.finish();
-        let row_id = row_id(
+        let mut id = SCRATCH.with_borrow_mut(|s| std::mem::take(&mut s.row_id));
+        write_row_id(
+            &mut id,
             self.source_id.as_deref().unwrap_or(""),
-            ctx.event_id.as_deref().unwrap_or(trimmed),
+            ctx.event_id().unwrap_or(trimmed),
         );
+        let standard = Standard {
+            row_id: id,
+            parse_time,
+            source_id: self.source_id.clone(),
+            source_label: self.source_label.clone(),
+            indicators,
+            event_time_unparsed: ctx.event_time_unparsed,
+        };
         sink.end_row(
             ctx.event_time.map_or(parse_time, |(_, t)| t),
-            Some(Standard {
-                row_id,
-                parse_time,
-                source_id: self.source_id.clone(),
-                source_label: self.source_label.clone(),
-                indicators,
-                event_time_unparsed: ctx.event_time_unparsed,
-            }),
+            Some(&standard),
         );
+        ctx.indicators = standard.indicators;
+        ctx.recycle();
+        SCRATCH.with_borrow_mut(|s| s.row_id = standard.row_id);
         Verdict::Row
     }
+}
+
+/// Buffers the normalizer reuses from row to row on one thread, so that a row costs no allocation
+/// of its own (they keep the capacity of the largest row read).
+#[derive(Default)]
+struct Scratch {
+    path: Vec<Seg>,
+    present: Vec<bool>,
+    indicators: Indicators,
+    event_id: String,
+    row_id: String,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
 }
 
 /// What became of a line normalized into a [`Sink`].
@@ -281,13 +302,7 @@ fn decode_text<'s, 'a, S: Sink<'a>>(
     if trimmed.is_empty() {
         return Err(Verdict::Skip);
     }
-    // Room for the usual depth, so the stacks do not grow field by field.
-    let mut ctx = Ctx {
-        event_id_path: event_id,
-        present: Vec::with_capacity(64),
-        path: Vec::with_capacity(8),
-        ..Ctx::default()
-    };
+    let mut ctx = Ctx::new(fields, event_id);
     let mut de = serde_json::Deserializer::from_str(trimmed);
     let parsed = FieldsSeed {
         fields,
@@ -303,8 +318,10 @@ fn decode_text<'s, 'a, S: Sink<'a>>(
     }
     if !ctx.errors.is_empty() {
         sink.abort_row();
+        let errors = std::mem::take(&mut ctx.errors);
+        ctx.recycle();
         return Err(Verdict::Failure(Failure {
-            errors: ctx.errors,
+            errors,
             payload: text.to_owned(),
             payload_base64: None,
         }));
@@ -315,31 +332,39 @@ fn decode_text<'s, 'a, S: Sink<'a>>(
 /// `p_row_id`: the first 32 hex digits of SHA-256(`source_id:event_id`), so a replayed event gets
 /// the same id. Without an event id, the trimmed raw line stands in for it.
 pub fn row_id(source_id: &str, event_id: &str) -> String {
+    let mut out = String::with_capacity(32);
+    write_row_id(&mut out, source_id, event_id);
+    out
+}
+
+/// [`row_id`] into `out` (cleared first).
+fn write_row_id(out: &mut String, source_id: &str, event_id: &str) {
     let mut h = Sha256::new();
     h.update(source_id.as_bytes());
     h.update(b":");
     h.update(event_id.as_bytes());
     let digest = h.finalize();
-    let mut out = String::with_capacity(32);
+    out.clear();
     for b in &digest[..16] {
         out.push(char::from(HEX[usize::from(b >> 4)]));
         out.push(char::from(HEX[usize::from(b & 15)]));
     }
-    out
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-enum Seg<'s> {
-    /// A field: its name and index.
-    Key(&'s str, usize),
+/// A step of the path being read.
+enum Seg {
+    /// A field of the current object, by index.
+    Key(usize),
     Index(usize),
 }
 
-#[derive(Default)]
 pub(crate) struct Ctx<'s> {
+    /// The fields of the row (the path starts there).
+    root: &'s [Field],
     errors: Vec<FieldError>,
-    path: Vec<Seg<'s>>,
+    path: Vec<Seg>,
     pub(crate) indicators: Indicators,
     pub(crate) event_time: Option<(u32, Timestamp)>,
     pub(crate) event_time_unparsed: bool,
@@ -347,21 +372,73 @@ pub(crate) struct Ctx<'s> {
     array_depth: u32,
     /// Whether each field of the objects being read was present (a stack, one slot per field).
     present: Vec<bool>,
-    /// Field indices of the schema's `isEventId` field, and its value as last read.
+    /// Field indices of the schema's `isEventId` field, and its value as last read (when
+    /// `has_event_id`).
     event_id_path: Option<&'s [usize]>,
-    pub(crate) event_id: Option<String>,
+    event_id: String,
+    has_event_id: bool,
 }
 
-impl Ctx<'_> {
+impl<'s> Ctx<'s> {
+    /// A context for one row, with this thread's buffers.
+    fn new(root: &'s [Field], event_id_path: Option<&'s [usize]>) -> Self {
+        SCRATCH.with_borrow_mut(|s| Ctx {
+            root,
+            errors: Vec::new(),
+            path: std::mem::take(&mut s.path),
+            indicators: std::mem::take(&mut s.indicators),
+            event_time: None,
+            event_time_unparsed: false,
+            array_depth: 0,
+            present: std::mem::take(&mut s.present),
+            event_id_path,
+            event_id: std::mem::take(&mut s.event_id),
+            has_event_id: false,
+        })
+    }
+
+    /// Hands the buffers back to this thread for the next row.
+    pub(crate) fn recycle(mut self) {
+        self.path.clear();
+        self.present.clear();
+        self.indicators.clear();
+        SCRATCH.with_borrow_mut(|s| {
+            s.path = self.path;
+            s.present = self.present;
+            s.indicators = self.indicators;
+            s.event_id = self.event_id;
+        });
+    }
+
+    /// The event id as last read.
+    pub(crate) fn event_id(&self) -> Option<&str> {
+        self.has_event_id.then_some(self.event_id.as_str())
+    }
+
     fn error(&mut self, message: String) {
         use std::fmt::Write;
         let mut path = String::from("$");
+        let mut fields = self.root;
+        let mut ty = None;
         for seg in &self.path {
             // Writing into a String cannot fail.
-            let _ = match seg {
-                Seg::Key(k, _) => write!(path, ".{k}"),
-                Seg::Index(i) => write!(path, "[{i}]"),
+            let _ = match *seg {
+                Seg::Key(i) => {
+                    let field = fields.get(i);
+                    ty = field.map(|f| &f.ty);
+                    write!(path, ".{}", field.map_or("?", |f| f.name.as_str()))
+                }
+                Seg::Index(i) => {
+                    ty = match ty {
+                        Some(Type::Array { element, .. }) => Some(&**element),
+                        _ => None,
+                    };
+                    write!(path, "[{i}]")
+                }
             };
+            if let Some(Type::Object { fields: f, .. }) = ty {
+                fields = f;
+            }
         }
         self.errors.push(FieldError { path, message });
     }
@@ -379,7 +456,7 @@ impl Ctx<'_> {
                 .path
                 .iter()
                 .zip(path)
-                .all(|(seg, i)| matches!(seg, Seg::Key(_, k) if k == i))
+                .all(|(seg, i)| matches!(seg, Seg::Key(k) if k == i))
     }
 }
 
@@ -554,13 +631,13 @@ impl<'de, 's, S: Sink<'de>> Visitor<'de> for FieldsSeed<'s, '_, S> {
         while let Some(key) = map.next_key_seed(KeySeed(fields))? {
             match key {
                 Some(i) => {
-                    ctx.path.push(Seg::Key(&fields[i].name, i));
+                    ctx.path.push(Seg::Key(i));
                     if let Some(id) = ctx.event_id_path
                         && ctx.array_depth == 0
                         && ctx.at(id, true)
                     {
                         // The event id is the value of its path as last read.
-                        ctx.event_id = None;
+                        ctx.has_event_id = false;
                     }
                     sink.field(i);
                     ctx.present[base + i] = map.next_value_seed(ValueSeed {
@@ -578,7 +655,7 @@ impl<'de, 's, S: Sink<'de>> Visitor<'de> for FieldsSeed<'s, '_, S> {
         if ctx.array_depth == 0 {
             for (i, field) in fields.iter().enumerate() {
                 if field.required && !ctx.present[base + i] {
-                    ctx.path.push(Seg::Key(&field.name, i));
+                    ctx.path.push(Seg::Key(i));
                     let what = match field.ty {
                         Type::String(_) | Type::Object { .. } | Type::Json { .. } => {
                             "missing or null"
@@ -772,7 +849,9 @@ fn scalar<'de>(ty: &Type, raw: &'de str, ctx: &mut Ctx<'_>) -> Option<Value<'de>
                 && ctx.array_depth == 0
                 && ctx.event_id_path.is_some_and(|p| ctx.at(p, false))
             {
-                ctx.event_id = Some(s.clone().into_owned());
+                ctx.event_id.clear();
+                ctx.event_id.push_str(&s);
+                ctx.has_event_id = true;
             }
             if let Some(et) = &st.event_time
                 && !s.is_empty()

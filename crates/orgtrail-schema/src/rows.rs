@@ -105,6 +105,7 @@ impl RowReader {
             ctx.event_time.map_or(Timestamp::UNIX_EPOCH, |(_, t)| t),
             None,
         );
+        ctx.recycle();
         Verdict::Row
     }
 }
@@ -155,7 +156,7 @@ impl<'de, S: Sink<'de>> Sink<'de> for LogTypeCheck<'_, S> {
     fn null(&mut self) {
         self.sink.null();
     }
-    fn end_row(&mut self, event_time: Timestamp, standard: Option<Standard>) {
+    fn end_row(&mut self, event_time: Timestamp, standard: Option<&Standard>) {
         self.sink.end_row(event_time, standard);
     }
     fn abort_row(&mut self) {

@@ -33,7 +33,7 @@ pub trait Sink<'de> {
     fn null(&mut self);
     /// The row is complete, with its event time and the `p_*` fields the normalizer adds (`None`
     /// when the row's fields already held them: a stored row read back).
-    fn end_row(&mut self, event_time: Timestamp, standard: Option<Standard>);
+    fn end_row(&mut self, event_time: Timestamp, standard: Option<&Standard>);
     /// The row is not a row: forget it.
     fn abort_row(&mut self);
 }
@@ -77,7 +77,7 @@ impl<'x> Sink<'x> for Owned<'_, '_> {
     fn null(&mut self) {
         self.0.null();
     }
-    fn end_row(&mut self, event_time: Timestamp, standard: Option<Standard>) {
+    fn end_row(&mut self, event_time: Timestamp, standard: Option<&Standard>) {
         self.0.end_row(event_time, standard);
     }
     fn abort_row(&mut self) {
@@ -153,11 +153,11 @@ impl<'de> Sink<'de> for TreeSink<'de> {
     fn null(&mut self) {
         self.put(None);
     }
-    fn end_row(&mut self, event_time: Timestamp, standard: Option<Standard>) {
+    fn end_row(&mut self, event_time: Timestamp, standard: Option<&Standard>) {
         let fields = self.fields.take().unwrap_or_default();
         self.open.clear();
         // The normalizer always gives the standard fields.
-        let s = standard.unwrap_or_else(|| Standard {
+        let s = standard.cloned().unwrap_or_else(|| Standard {
             row_id: String::new(),
             parse_time: event_time,
             source_id: None,

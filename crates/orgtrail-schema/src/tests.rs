@@ -680,3 +680,37 @@ fn text_and_byte_lines_normalize_alike() {
     };
     assert!(f.payload_base64.is_some());
 }
+
+#[test]
+fn a_row_keeps_nothing_of_the_rows_before_it() {
+    // The normalizer reuses its buffers from row to row (stacks, indicator values, event id): the
+    // next row, a failure in between or a row without an event id must not see what they held.
+    let n = custom(
+        r#"
+schema: Test.Reuse
+fields:
+  - name: id
+    type: string
+    isEventId: true
+  - name: who
+    type: string
+    indicators: [email]
+  - name: n
+    type: bigint
+"#,
+    );
+    let first = run(&n, r#"{"id":"e1","who":"a@example.com"}"#).unwrap();
+    assert_eq!(first["p_any_emails"], json!(["a@example.com"]));
+    assert_eq!(first["p_row_id"], row_id("", "e1"));
+    assert_eq!(
+        errors(&n, r#"{"id":"e2","who":"b@example.com","n":"x"}"#),
+        ["$.n: expected an integer (bigint), got a string \"x\""]
+    );
+    let line = r#"{"who":"c@example.com"}"#;
+    let third = run(&n, line).unwrap();
+    assert_eq!(third["p_any_emails"], json!(["c@example.com"]));
+    // Without an event id, the line stands in for it (not e1 or e2).
+    assert_eq!(third["p_row_id"], row_id("", line));
+    let fourth = run(&n, r#"{"n":1}"#).unwrap();
+    assert!(fourth.get("p_any_emails").is_none());
+}
