@@ -813,13 +813,13 @@ fn checkpoint_before(
 /// Orders a page's events by the hour of their time as served (`YYYY-MM-DDTHH`), events of one
 /// hour in their order, events without a time last.
 fn order_by_hour<T>(events: &mut [(T, Option<i64>, orgtrail_atlassian::Event)]) {
-    fn hour(e: &orgtrail_atlassian::Event) -> (bool, &str) {
-        match e.time_text().and_then(|t| t.get(..13)) {
-            Some(hour) => (false, hour),
-            None => (true, ""),
-        }
+    fn hour(e: &orgtrail_atlassian::Event) -> [u8; 13] {
+        e.time_text()
+            .and_then(|t| t.as_bytes().first_chunk::<13>())
+            .copied()
+            .unwrap_or([u8::MAX; 13])
     }
-    events.sort_by(|a, b| hour(&a.2).cmp(&hour(&b.2)));
+    events.sort_by_cached_key(|(_, _, e)| hour(e));
 }
 
 /// Tracks the greatest `processedAt` and the ids at it (restarts from `processedAt` skip them).
