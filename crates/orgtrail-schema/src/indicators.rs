@@ -3,6 +3,7 @@
 //! Every value is trimmed first; empty values are never added. Lists are de-duplicated and sorted
 //! byte-wise when the row is finished ([`Indicators::finish`]).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -381,7 +382,7 @@ fn split_host_port(s: &str) -> Option<(&str, &str)> {
 
 /// `url.Parse(s)` then `.Hostname()` as Go does it: the host as written (not lower-cased, not
 /// IDNA-encoded), `None` when there is no scheme, no authority, or the URL does not parse.
-pub fn url_hostname(s: &str) -> Option<String> {
+pub fn url_hostname(s: &str) -> Option<Cow<'_, str>> {
     if s.bytes().any(|c| c < 0x20 || c == 0x7f) {
         return None;
     }
@@ -402,12 +403,18 @@ pub fn url_hostname(s: &str) -> Option<String> {
     let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     let host = parse_host(host_port)?;
     // Hostname(): strip the port, then the brackets of an IPv6 literal.
-    let host = match host.strip_prefix('[') {
-        Some(inner) => inner.split_once(']').map_or(inner, |(h, _)| h).to_owned(),
-        None => match host.rfind(':') {
-            Some(i) if valid_optional_port(&host[i..]) => host[..i].to_owned(),
-            _ => host,
-        },
+    let name = |h: &str| -> std::ops::Range<usize> {
+        match h.strip_prefix('[') {
+            Some(inner) => 1..1 + inner.split_once(']').map_or(inner, |(h, _)| h).len(),
+            None => match h.rfind(':') {
+                Some(i) if valid_optional_port(&h[i..]) => 0..i,
+                _ => 0..h.len(),
+            },
+        }
+    };
+    let host = match host {
+        Cow::Borrowed(h) => Cow::Borrowed(&h[name(h)]),
+        Cow::Owned(h) => Cow::Owned(h[name(&h)].to_owned()),
     };
     if host.is_empty() { None } else { Some(host) }
 }
@@ -421,7 +428,7 @@ fn valid_optional_port(p: &str) -> bool {
 
 /// Go's `parseHost`: bracketed IPv6 with an optional port, or a host with an optional numeric
 /// port; percent-escapes decoded; characters Go refuses in a host make the URL invalid.
-fn parse_host(host: &str) -> Option<String> {
+fn parse_host(host: &str) -> Option<Cow<'_, str>> {
     if host.starts_with('[') {
         let end = host.rfind(']')?;
         if !valid_optional_port(&host[end + 1..]) {
@@ -431,6 +438,13 @@ fn parse_host(host: &str) -> Option<String> {
         && !valid_optional_port(&host[i..])
     {
         return None;
+    }
+    let allowed = |c: u8| {
+        c >= 0x80 || c.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:[]<>\"".contains(&c)
+    };
+    if !host.contains('%') {
+        // Nothing to decode: the host as written.
+        return host.bytes().all(allowed).then_some(Cow::Borrowed(host));
     }
     let bytes = host.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -444,15 +458,13 @@ fn parse_host(host: &str) -> Option<String> {
             i += 3;
             continue;
         }
-        let allowed =
-            c >= 0x80 || c.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:[]<>\"".contains(&c);
-        if !allowed {
+        if !allowed(c) {
             return None;
         }
         out.push(c);
         i += 1;
     }
-    String::from_utf8(out).ok()
+    String::from_utf8(out).ok().map(Cow::Owned)
 }
 
 #[cfg(test)]
