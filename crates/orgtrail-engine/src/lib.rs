@@ -446,7 +446,12 @@ impl Engine {
                     .with_source(Some(w.source.id.clone()), Some(w.source.name.clone())),
             );
             let mut buffer = BatchBuffer::new(self.schema.clone());
-            let mut buffered = foldhash::HashSet::<String>::default();
+            // The ids buffered, sized for a whole batch so that it does not grow (rehashing every id)
+            // while the batch fills.
+            let mut buffered = foldhash::HashSet::<String>::with_capacity_and_hasher(
+                self.config.flush_rows + page_limit,
+                Default::default(),
+            );
             // The checkpoint as it was before each page still buffered, oldest first: a batch that
             // holds sparse hours back saves the one before the oldest page it holds back.
             let mut before_page: VecDeque<(u64, Checkpoint)> = VecDeque::new();
@@ -508,7 +513,8 @@ impl Engine {
                     if let Some(held) = self.hold_sparse_hours(&mut full, &mut holds)? {
                         buffer = held;
                     }
-                    buffered = buffer.keys().iter().map(|k| k.event_id.clone()).collect();
+                    buffered.clear();
+                    buffered.extend(buffer.keys().iter().map(|k| k.event_id.clone()));
                     let saved = ckpt.as_deref().and_then(|c| {
                         checkpoint_before(c, &mut before_page, buffer.keys().first())
                     });

@@ -439,9 +439,8 @@ fn parse_host(host: &str) -> Option<Cow<'_, str>> {
     {
         return None;
     }
-    let allowed = |c: u8| {
-        c >= 0x80 || c.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:[]<>\"".contains(&c)
-    };
+    let allowed =
+        |c: u8| c >= 0x80 || c.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:[]<>\"".contains(&c);
     if !host.contains('%') {
         // Nothing to decode: the host as written.
         return host.bytes().all(allowed).then_some(Cow::Borrowed(host));
