@@ -1,5 +1,6 @@
 //! Any bytes as an `/events-stream` response body: the page parser returns a page or an error,
-//! never panics; every event it returns is one JSON value from the body, and ids are never empty.
+//! never panics; every event it returns is one JSON value from the body, ids are never empty, and
+//! an event's time text is a string of the event.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -17,6 +18,10 @@ fuzz_target!(|body: &[u8]| {
         assert!(text.contains(json), "an event is a slice of the body");
         serde_json::from_str::<&serde_json::value::RawValue>(json).expect("an event is one JSON value");
         assert!(event.id.as_deref() != Some(""));
+        if let Some(time) = event.time_text() {
+            // The content of a JSON string of the event.
+            assert!(json.contains(&format!("\"{time}\"")), "the time is a string of the event");
+        }
     }
     if let Some(cursor) = &page.next_cursor {
         assert!(!cursor.is_empty());

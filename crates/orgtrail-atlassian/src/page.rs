@@ -105,9 +105,10 @@ struct Next {
 }
 
 /// What the collector reads of an event: the first `id` member and, when the first `attributes`
-/// member is an object, its first `processedAt` and `time`, as JSON texts. `text` is JSON the envelope's parse
-/// already validated, so this only finds members and skips values, and stops once it has both
-/// (the events served put them first; the normalizer reads the whole event later).
+/// member is an object, its first `processedAt` and `time`, as JSON texts (`time` as its range in
+/// `text`). `text` is JSON the envelope's parse already validated, so this only finds members and
+/// skips values, and stops once it has all three (the events served put them first; the normalizer
+/// reads the whole event later).
 fn head(text: &str) -> Head<'_> {
     let mut scan = Scan {
         b: text.as_bytes(),
@@ -129,7 +130,7 @@ fn head(text: &str) -> Head<'_> {
                 }
                 processed_at.is_none() || time.is_none() || id.is_none()
             });
-            // Stop when both were found, or when `attributes` (read whole) was the last one missing.
+            // Stop when all were found, or when `attributes` (read whole) was the last one missing.
             return done && id.is_none();
         } else {
             scan.value();
@@ -354,10 +355,9 @@ fn event_from_raw(raw: &RawValue, body: &Arc<String>) -> Event {
         .and_then(|s| parse_rfc3339(&s));
     let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
     // A string's content, without its quotes.
+    let bytes = raw.get().as_bytes();
     let time = time.filter(|r| {
-        r.len() >= 2
-            && raw.get().as_bytes()[r.start] == b'"'
-            && raw.get().as_bytes()[r.end - 1] == b'"'
+        r.len() >= 2 && bytes.get(r.start) == Some(&b'"') && bytes.get(r.end - 1) == Some(&b'"')
     });
     Event {
         id,
