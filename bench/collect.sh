@@ -28,5 +28,10 @@ STORED=$("$BIN" --data-dir "$WORK" query --format csv "SELECT (SELECT count(*) F
 kill $SIM; trap - EXIT
 python3 -c "print(f'orgtrail: $N events in {float(\"$ELAPSED\"):.1f} s = {$N/float(\"$ELAPSED\"):,.0f} events/s, peak RSS {int(\"$RSS\")/1024:,.0f} MB (in the lake: $STORED)')"
 if [ -z "${BENCH_SKIP_GROVE:-}" ]; then
-  BENCH_EVENTS="$N" bench/grove/grove.sh | tail -3
+  GROVE=$(BENCH_EVENTS="$N" bench/grove/grove.sh | tail -3)
+  echo "$GROVE"
+  GROVE_RATE=$(echo "$GROVE" | grep -o '= [0-9.]* events/s' | head -1 | awk '{print $2}' || true)
+  if [ -n "$GROVE_RATE" ]; then
+    python3 -c "print(f'ratio orgtrail/Grove in this run: {$N/float(\"$ELAPSED\")/$GROVE_RATE:.1f}x (goal: 20x)')"
+  fi
 fi
