@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Baseline benchmark: HashiCorp Grove 2.2.0 (PyPI `grove`) collecting the Atlassian org audit log
-# from orgtrail-sim over loopback. Measures events/s and peak RSS of the Grove process.
+# from the simulator (`orgtrail sim`) over loopback. Measures events/s and peak RSS of the Grove process.
 #   bench/grove/grove.sh                      # N = 100,000
 #   BENCH_EVENTS=1000000 bench/grove/grove.sh
 # Env: BENCH_EVENTS (100000), BENCH_SEED (7), BENCH_OUTPUT (local_file | local_stdout),
 #      BENCH_KEEP=1 (keep the work dir), GROVE_BENCH_TARGET_DIR (cargo target dir, default
-#      <repo>/../target-grove), GROVE_VENV (default ${XDG_CACHE_HOME:-$HOME/.cache}/orgtrail-grove-venv).
+#      $CARGO_TARGET_DIR, else <repo>/target, as bench/collect.sh), GROVE_VENV (default ${XDG_CACHE_HOME:-$HOME/.cache}/orgtrail-grove-venv).
 # See bench/grove/README.md.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -13,15 +13,15 @@ REPO=$(cd "$HERE/../.." && pwd)
 N=${BENCH_EVENTS:-100000}
 SEED=${BENCH_SEED:-7}
 OUTPUT=${BENCH_OUTPUT:-local_file}
-TARGET=${GROVE_BENCH_TARGET_DIR:-$(dirname "$REPO")/target-grove}
+TARGET=${GROVE_BENCH_TARGET_DIR:-${CARGO_TARGET_DIR:-$REPO/target}}
 VENV=${GROVE_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/orgtrail-grove-venv}
 ORG=11111111-2222-3333-4444-555555555555
 KEY=bench-key
 GROVE_VERSION=2.2.0
 
-# 1. Simulator (release, own target dir so it does not block other builds).
-(cd "$REPO" && CARGO_TARGET_DIR="$TARGET" cargo build --release -q -p orgtrail-sim)
-SIM_BIN="$TARGET/release/orgtrail-sim"
+# 1. Simulator: `orgtrail sim` (release; the build bench/collect.sh made, when it ran first).
+(cd "$REPO" && CARGO_TARGET_DIR="$TARGET" cargo build --release -q -p orgtrail)
+SIM_BIN="$TARGET/release/orgtrail"
 
 # 2. Grove venv, created once and reused.
 if ! "$VENV/bin/python" -c "import grove.__about__ as a, sys; sys.exit(a.__version__ != '$GROVE_VERSION')" 2>/dev/null; then
@@ -49,7 +49,7 @@ trap cleanup EXIT
 #    events are processed 1-48 h after their `time`: with --history 6d a few events have a `time`
 #    older than 7 days and Grove (correctly, by its window) never asks for them. 4 days + 48 h
 #    keeps every event inside the window, so "written == N" is a fair check.
-ORGTRAIL_SIM_KEY=$KEY "$SIM_BIN" --listen 127.0.0.1:0 --org "$ORG" --events "$N" --seed "$SEED" \
+ORGTRAIL_SIM_KEY=$KEY "$SIM_BIN" sim --listen 127.0.0.1:0 --org "$ORG" --events "$N" --seed "$SEED" \
   --history 4d --no-rate-limit >"$WORK/sim.log" 2>&1 &
 SIM_PID=$!
 BASE=

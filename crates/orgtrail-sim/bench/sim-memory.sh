@@ -12,9 +12,9 @@ TARGET=${CARGO_TARGET_DIR:-/work/target-sim}
 ORG=11111111-2222-3333-4444-555555555555
 KEY=test-key
 cd "$(dirname "$0")/../../.."
-CARGO_TARGET_DIR=$TARGET cargo build --release -q -p orgtrail-sim
+CARGO_TARGET_DIR=$TARGET cargo build --release -q -p orgtrail
 LOG=$(mktemp)
-/usr/bin/time -v "$TARGET/release/orgtrail-sim" --listen 127.0.0.1:$PORT --events "$N" --no-rate-limit --seed 7 >"$LOG" 2>&1 &
+/usr/bin/time -v "$TARGET/release/orgtrail" sim --listen 127.0.0.1:$PORT --events "$N" --no-rate-limit --seed 7 >"$LOG" 2>&1 &
 TPID=$!
 BASE=http://127.0.0.1:$PORT
 for _ in $(seq 1 600); do

@@ -531,7 +531,7 @@ pub enum RateLimitHeader {
     XRetryAfter,
 }
 
-/// Command-line flags of `orgtrail sim` / `orgtrail-sim`.
+/// Command-line flags of `orgtrail sim`.
 #[derive(Clone, clap::Args)]
 pub struct SimArgs {
     /// Address to listen on (port 0 picks a free port).
