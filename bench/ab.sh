@@ -22,27 +22,8 @@ done
 N=${BENCH_EVENTS:-1000000}
 ROUNDS=${BENCH_ROUNDS:-3}
 WORK=${BENCH_DIR:-/tmp/orgtrail-bench-ab}
-ORG=11111111-2222-3333-4444-555555555555
-
-# One collection by binary $1 into a fresh data directory; $2 wraps the collector (or is empty).
-collect() {
-  local bin=$1 wrap=$2 port sim
-  rm -rf "$WORK" && mkdir -p "$WORK"
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  ORGTRAIL_SIM_KEY=bench-key "$bin" sim --listen 127.0.0.1:"$port" --org $ORG --events "$N" --seed 7 \
-    --no-rate-limit >"$WORK/sim.log" 2>&1 &
-  sim=$!
-  trap 'kill $sim 2>/dev/null || true' EXIT
-  for _ in $(seq 1 1200); do curl -sf "http://127.0.0.1:$port/_sim/health" >/dev/null && break; sleep 0.5; done
-  if ! echo bench-key | "$bin" --data-dir "$WORK" source add --name bench --org-id $ORG \
-    --api-key-stdin --base-url "http://127.0.0.1:$port" --no-input >"$WORK/add.log" 2>&1; then
-    cat "$WORK/add.log" >&2
-    exit 1
-  fi
-  $wrap "$bin" --data-dir "$WORK" run --once --no-rate-limit >"$WORK/run.out" 2>"$WORK/run.err"
-  kill $sim
-  trap - EXIT
-}
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 echo "$N events, $ROUNDS rounds: A = $1, B = $2"
 for r in $(seq 1 "$ROUNDS"); do

@@ -304,7 +304,7 @@ pub fn encode_batches(batches: &[RecordBatch], log_type: &str) -> Result<Bytes, 
         first.schema(),
         ArrowWriterOptions::new()
             .with_properties(props)
-            .with_parquet_schema(schema.parquet)
+            .with_parquet_schema(schema.parquet.clone())
             .with_skip_arrow_metadata(true),
     )?;
     for b in batches {
@@ -315,7 +315,6 @@ pub fn encode_batches(batches: &[RecordBatch], log_type: &str) -> Result<Bytes, 
 }
 
 /// What a file needs of its Arrow schema.
-#[derive(Clone)]
 struct FileSchema {
     arrow: SchemaRef,
     parquet: SchemaDescriptor,
@@ -325,8 +324,8 @@ struct FileSchema {
 
 /// The schema of a file. Every file of a table has the same: it is converted and encoded once and
 /// kept (a few schemas per process).
-fn file_schema(arrow: &SchemaRef) -> Result<FileSchema, LakeError> {
-    static KNOWN: std::sync::Mutex<Vec<FileSchema>> = std::sync::Mutex::new(Vec::new());
+fn file_schema(arrow: &SchemaRef) -> Result<Arc<FileSchema>, LakeError> {
+    static KNOWN: std::sync::Mutex<Vec<Arc<FileSchema>>> = std::sync::Mutex::new(Vec::new());
     let mut known = KNOWN
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -336,11 +335,11 @@ fn file_schema(arrow: &SchemaRef) -> Result<FileSchema, LakeError> {
     {
         return Ok(schema.clone());
     }
-    let schema = FileSchema {
+    let schema = Arc::new(FileSchema {
         arrow: arrow.clone(),
         parquet: ArrowSchemaConverter::new().convert(arrow)?,
         arrow_encoded: encode_arrow_schema(arrow),
-    };
+    });
     if known.len() >= 16 {
         known.remove(0);
     }

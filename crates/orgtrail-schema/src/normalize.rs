@@ -210,7 +210,7 @@ impl Normalizer {
         };
         let mut indicators = std::mem::take(&mut ctx.indicators);
         indicators.finish();
-        let mut id = SCRATCH.with_borrow_mut(|s| std::mem::take(&mut s.row_id));
+        let mut id = std::mem::take(&mut ctx.row_id);
         write_row_id(
             &mut id,
             self.source_id.as_deref().unwrap_or(""),
@@ -229,8 +229,8 @@ impl Normalizer {
             Some(&standard),
         );
         ctx.indicators = standard.indicators;
+        ctx.row_id = standard.row_id;
         ctx.recycle();
-        SCRATCH.with_borrow_mut(|s| s.row_id = standard.row_id);
         Verdict::Row
     }
 }
@@ -377,6 +377,8 @@ pub(crate) struct Ctx<'s> {
     event_id_path: Option<&'s [usize]>,
     event_id: String,
     has_event_id: bool,
+    /// The buffer `p_row_id` is written into.
+    row_id: String,
 }
 
 impl<'s> Ctx<'s> {
@@ -394,6 +396,7 @@ impl<'s> Ctx<'s> {
             event_id_path,
             event_id: std::mem::take(&mut s.event_id),
             has_event_id: false,
+            row_id: std::mem::take(&mut s.row_id),
         })
     }
 
@@ -407,6 +410,7 @@ impl<'s> Ctx<'s> {
             s.present = self.present;
             s.indicators = self.indicators;
             s.event_id = self.event_id;
+            s.row_id = self.row_id;
         });
     }
 

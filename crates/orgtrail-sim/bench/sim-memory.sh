@@ -4,11 +4,11 @@
 # then stops it with SIGINT and prints the peak RSS and bytes per event.
 #
 # Usage: crates/orgtrail-sim/bench/sim-memory.sh [EVENTS]   (default 1000000)
-# Needs: curl, /usr/bin/time; builds with CARGO_TARGET_DIR (default /work/target-sim).
+# Needs: curl, /usr/bin/time; builds `orgtrail` with CARGO_TARGET_DIR (default: the repo's target/).
 set -euo pipefail
 N=${1:-1000000}
 PORT=${PORT:-18177}
-TARGET=${CARGO_TARGET_DIR:-/work/target-sim}
+TARGET=${CARGO_TARGET_DIR:-target}
 ORG=11111111-2222-3333-4444-555555555555
 KEY=test-key
 cd "$(dirname "$0")/../../.."
