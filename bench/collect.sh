@@ -19,7 +19,8 @@ RSS=$(grep "Maximum resident" "$WORK/run.err" | awk '{print $NF}')
 STORED=$("$BIN" --data-dir "$WORK" query --format csv "SELECT (SELECT count(*) FROM atlassian_audit) + (SELECT count(*) FROM classification_failures) AS n" | tail -1)
 python3 -c "print(f'orgtrail: $N events in {float(\"$ELAPSED\"):.1f} s = {$N/float(\"$ELAPSED\"):,.0f} events/s, peak RSS {int(\"$RSS\")/1024:,.0f} MB (in the lake: $STORED)')"
 if [ -z "${BENCH_SKIP_GROVE:-}" ]; then
-  GROVE=$(BENCH_EVENTS="$N" bench/grove/grove.sh | tail -3)
+  # grove.sh ends with 4 lines: the whole run (rate, peak RSS), collection only, requests, ground truth.
+  GROVE=$(BENCH_EVENTS="$N" bench/grove/grove.sh | tail -4)
   echo "$GROVE"
   GROVE_RATE=$(echo "$GROVE" | grep -o '= [0-9.]* events/s' | head -1 | awk '{print $2}' || true)
   if [ -n "$GROVE_RATE" ]; then

@@ -124,7 +124,8 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// arenas, buffers from 256 KiB up mapped on their own) the collector spent about 30 % more CPU
 /// for 1,000,000 events (26-28 vs 20-22 CPU-s, 17.7-19.6 vs 13.1-14.5 s, both at 84-89 MB): arena
 /// lock waits and page faults. jemalloc's defaults (8 arenas, caches up to 32 KiB) were up to 10 %
-/// faster at 124-173 MB; two arenas or larger caches gained nothing measurable and cost 5-15 MB.
+/// faster at 173 MB (124-135 MB with two arenas); on top of these options, a second arena or
+/// larger caches gained nothing measurable and cost 5-15 MB.
 // The one unsafe item of the project (the workspace denies unsafe code).
 // SAFETY: jemalloc reads this C string (`const char *malloc_conf`) once; it is NUL-terminated and
 // never changes.
