@@ -17,7 +17,7 @@ use jiff::{SignedDuration, Timestamp};
 use orgtrail_atlassian::{
     ApiError, ApiKey, Client, Cycle, CycleEnd, ErrorKind, Hooks, Page, PageRequest,
 };
-use orgtrail_lake::{BatchBuffer, BufferedKey, FailureRecord, Lake, new_batch_id};
+use orgtrail_lake::{BatchBuffer, BufferedKey, EncodedBatch, FailureRecord, Lake, new_batch_id};
 use orgtrail_schema::{Normalizer, Schema, Verdict};
 use orgtrail_state::{
     Checkpoint, EventKey, ExposeSecret, RunRecord, RunStatus, Source, StateError, StateStore,
@@ -531,10 +531,28 @@ impl Engine {
                 None => Ok(()),
             }
         };
-        let write = async {
-            let mut batch_rx = batch_rx;
+        // The encoder turns each full buffer into Parquet files while the writer claims and commits
+        // the batch before it (at most one encoded batch waits).
+        let (encoded_tx, encoded_rx) =
+            tokio::sync::mpsc::channel::<(Option<EncodedBatch>, Option<Checkpoint>)>(1);
+        let encode = async {
+            let (mut batch_rx, encoded_tx) = (batch_rx, encoded_tx);
             while let Some((buffer, saved)) = batch_rx.recv().await {
-                let written = self.write_batch(w.source, buffer, saved.as_ref()).await?;
+                let encoded = if buffer.is_empty() {
+                    None
+                } else {
+                    Some(self.lake.encode(buffer, &new_batch_id()).await?)
+                };
+                if encoded_tx.send((encoded, saved)).await.is_err() {
+                    return Ok(()); // the writer failed: its error is the walk's
+                }
+            }
+            Ok::<_, EngineError>(())
+        };
+        let write = async {
+            let mut encoded_rx = encoded_rx;
+            while let Some((batch, saved)) = encoded_rx.recv().await {
+                let written = self.write_batch(w.source, batch, saved.as_ref()).await?;
                 let mut r = report
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -546,8 +564,8 @@ impl Engine {
             }
             Ok::<_, EngineError>(())
         };
-        let ((), processed, written) = tokio::join!(fetch, process, write);
-        written.and(processed)
+        let ((), processed, encoded, written) = tokio::join!(fetch, process, encode, write);
+        written.and(encoded).and(processed)
     }
 
     /// Before a batch is written: moves the hours with few rows (late events) back into the buffer
@@ -619,26 +637,27 @@ impl Engine {
         .map_err(|e| EngineError::Config(format!("the normalizing task failed: {e}")))?
     }
 
-    /// Writes a buffer to the lake as one batch (the protocol in `orgtrail-state`'s `StateStore`),
-    /// advancing the checkpoint with it when given. An empty buffer only saves the checkpoint.
+    /// Writes an encoded buffer to the lake as one batch (the protocol in `orgtrail-state`'s
+    /// `StateStore`), advancing the checkpoint with it when given. No batch (an empty buffer) only
+    /// saves the checkpoint.
     async fn write_batch(
         &self,
         source: &Source,
-        buffer: BatchBuffer,
+        batch: Option<EncodedBatch>,
         ckpt: Option<&Checkpoint>,
     ) -> Result<CycleReport, EngineError> {
         let mut report = CycleReport::default();
-        if buffer.is_empty() {
+        let Some(batch) = batch else {
             if let Some(c) = ckpt {
                 self.store.save_checkpoint(&source.id, c).await?;
             }
             return Ok(report);
-        }
+        };
         let _lock = self.store.lock_writer(&source.id).await?;
         self.recover_locked(source).await?;
-        let batch_id = new_batch_id();
-        let files = buffer.files(self.lake.location(), &batch_id)?;
-        let keys: Vec<EventKey> = buffer
+        let batch_id = batch.batch_id().to_owned();
+        let files = batch.files().to_vec();
+        let keys: Vec<EventKey> = batch
             .keys()
             .iter()
             .map(|k| EventKey {
@@ -654,7 +673,7 @@ impl Engine {
         report.new_events += claimed.len() as u64;
         let written = self
             .lake
-            .write_pending(buffer, &batch_id, claimed.into_iter().collect())
+            .write_pending(batch, claimed.into_iter().collect())
             .await?;
         self.store
             .commit_batch(&batch_id, written.rows + written.failures, ckpt)

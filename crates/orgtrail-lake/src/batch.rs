@@ -1,8 +1,10 @@
 //! A collector's lake batch: rows buffered in Arrow (compact, grouped by event hour) while pages
-//! arrive, then written as `<file>.parquet.pending` objects (invisible to readers), then published
-//! by renaming them to their final names. The state store decides which buffered events a batch
-//! may keep (their ids were not stored before) and records the batch's files, so a crash between
-//! the steps is finished or undone by the next writer (see `orgtrail-state`).
+//! arrive, then encoded as Parquet, then written as `<file>.parquet.pending` objects (invisible to
+//! readers), then published by renaming them to their final names. The state store decides which
+//! buffered events a batch may keep (their ids were not stored before) and records the batch's
+//! files, so a crash between the steps is finished or undone by the next writer (see
+//! `orgtrail-state`). The encoding comes before that decision, so it does not wait for it; the rare
+//! file that holds events stored before is read back, filtered and encoded again.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,6 +13,7 @@ use ::arrow::array::BooleanArray;
 use ::arrow::compute::filter_record_batch;
 use ::arrow::datatypes::SchemaRef;
 use ::arrow::record_batch::RecordBatch;
+use bytes::Bytes;
 use jiff::Timestamp;
 use object_store::path::Path;
 use orgtrail_schema::Schema;
@@ -304,11 +307,77 @@ impl BatchBuffer {
         Ok(out)
     }
 
-    /// Encodes the buffered events whose ids are in `keep`, one file per table and hour. CPU only.
-    fn encode(
+    /// Encodes every buffered row, one Parquet file per event hour named after `batch_id`, before
+    /// the state store says which events the batch may keep: the encoding does not wait for the
+    /// claim (the collector encodes a batch while the one before it is claimed and committed). CPU
+    /// only. Classification failures stay records until [`Lake::write_pending`].
+    pub fn encode(self, location: &Location, batch_id: &str) -> Result<EncodedBatch, LakeError> {
+        let names = self.files(location, batch_id)?;
+        let table = self.schema.table_name();
+        let groups: Vec<(&String, &Vec<Part>)> = self.rows.iter().collect();
+        let encode_hour = |(hour, parts): &(&String, &Vec<Part>)| {
+            let batches: Vec<RecordBatch> = parts.iter().map(|p| p.batch.clone()).collect();
+            Ok(EncodedFile {
+                path: file_path(location, &table, hour, batch_id),
+                bytes: encode_batches(&batches, &self.schema.name)?,
+                idx: parts.iter().flat_map(|p| p.idx.iter().copied()).collect(),
+            })
+        };
+        let files = parallel_map(&groups, encode_hour)?;
+        Ok(EncodedBatch {
+            batch_id: batch_id.to_owned(),
+            log_type: self.schema.name.clone(),
+            keys: self.keys,
+            files,
+            failures: self.failures,
+            names,
+        })
+    }
+}
+
+/// One encoded file of a batch, with the key index of each of its rows, in order.
+#[derive(Debug)]
+struct EncodedFile {
+    path: Path,
+    bytes: Bytes,
+    idx: Vec<u32>,
+}
+
+/// A [`BatchBuffer`] encoded as Parquet files (every buffered row), not yet written: what
+/// [`Lake::write_pending`] writes once the state store has said which events it may keep.
+#[derive(Debug)]
+pub struct EncodedBatch {
+    batch_id: String,
+    log_type: String,
+    keys: Vec<BufferedKey>,
+    files: Vec<EncodedFile>,
+    failures: Vec<(u32, FailureRecord)>,
+    /// The final paths of every file the batch may write.
+    names: Vec<String>,
+}
+
+impl EncodedBatch {
+    pub fn batch_id(&self) -> &str {
+        &self.batch_id
+    }
+
+    /// Every event of the batch (rows and failures), in arrival order.
+    pub fn keys(&self) -> &[BufferedKey] {
+        &self.keys
+    }
+
+    /// The final paths of every file this batch may write (a superset: hours whose events all
+    /// turn out to be stored before write nothing).
+    pub fn files(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The files of the events whose ids are in `keep`. A file holding only such events is taken as
+    /// encoded; one holding others too (events stored before: rare) is read back, filtered and
+    /// encoded again. CPU only.
+    fn finish(
         self,
         location: &Location,
-        batch_id: &str,
         keep: &foldhash::HashSet<String>,
     ) -> Result<(Encoded, u64, u64), LakeError> {
         let kept = |i: &u32| {
@@ -316,37 +385,27 @@ impl BatchBuffer {
                 .get(*i as usize)
                 .is_some_and(|k| keep.contains(&k.event_id))
         };
-        let table = self.schema.table_name();
-        let groups: Vec<(&String, &Vec<Part>)> = self.rows.iter().collect();
-        let encode_hour = |(hour, parts): &(&String, &Vec<Part>)| {
-            let mut batches = Vec::with_capacity(parts.len());
-            for Part { batch, idx, .. } in parts.iter() {
-                if idx.iter().all(kept) {
-                    batches.push(batch.clone());
-                } else {
-                    let mask: BooleanArray = idx.iter().map(|i| Some(kept(i))).collect();
-                    let filtered = filter_record_batch(batch, &mask)?;
-                    if filtered.num_rows() > 0 {
-                        batches.push(filtered);
-                    }
+        let mut files: Encoded = Vec::with_capacity(self.files.len() + 1);
+        let mut row_count = 0;
+        for EncodedFile { path, bytes, idx } in self.files {
+            let kept_rows = idx.iter().filter(|i| kept(i)).count();
+            if kept_rows == idx.len() {
+                files.push((path, bytes, kept_rows));
+            } else if kept_rows > 0 {
+                let mut batches = Vec::new();
+                let mut idx = idx.iter();
+                for batch in write::decode(bytes)? {
+                    let mask: BooleanArray = idx
+                        .by_ref()
+                        .take(batch.num_rows())
+                        .map(|i| Some(kept(i)))
+                        .collect();
+                    batches.push(filter_record_batch(&batch, &mask)?);
                 }
+                files.push((path, encode_batches(&batches, &self.log_type)?, kept_rows));
             }
-            let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-            if rows == 0 {
-                return Ok(None);
-            }
-            let bytes = encode_batches(&batches, &self.schema.name)?;
-            Ok(Some((
-                file_path(location, &table, hour, batch_id),
-                bytes,
-                rows,
-            )))
-        };
-        let mut files: Encoded = parallel_map(&groups, encode_hour)?
-            .into_iter()
-            .flatten()
-            .collect();
-        let row_count = files.iter().map(|(_, _, n)| *n as u64).sum();
+            row_count += kept_rows as u64;
+        }
         let failures: Vec<FailureRecord> = self
             .failures
             .into_iter()
@@ -355,7 +414,7 @@ impl BatchBuffer {
             .collect();
         let failure_count = failures.len() as u64;
         if !failures.is_empty() {
-            files.extend(write::encode_failures(location, batch_id, &failures)?);
+            files.extend(write::encode_failures(location, &self.batch_id, &failures)?);
         }
         Ok((files, row_count, failure_count))
     }
@@ -374,19 +433,31 @@ fn pending_path(path: &Path) -> Path {
 }
 
 impl Lake {
-    /// Writes the buffered events whose ids are in `keep` as `<file>.parquet.pending` objects,
-    /// named after `batch_id` (the paths [`BatchBuffer::files`] listed). Readers do not see them
-    /// until [`Lake::publish`].
-    pub async fn write_pending(
+    /// Encodes a buffer as the files of batch `batch_id` ([`BatchBuffer::encode`], off the async
+    /// workers).
+    pub async fn encode(
         &self,
         buffer: BatchBuffer,
         batch_id: &str,
+    ) -> Result<EncodedBatch, LakeError> {
+        let location = self.location.clone();
+        let id = batch_id.to_owned();
+        tokio::task::spawn_blocking(move || buffer.encode(&location, &id))
+            .await
+            .map_err(|e| LakeError::Io(format!("encoding task failed: {e}")))?
+    }
+
+    /// Writes the encoded events whose ids are in `keep` as `<file>.parquet.pending` objects
+    /// (the paths [`EncodedBatch::files`] listed). Readers do not see them until
+    /// [`Lake::publish`].
+    pub async fn write_pending(
+        &self,
+        batch: EncodedBatch,
         keep: foldhash::HashSet<String>,
     ) -> Result<PendingWrite, LakeError> {
         let location = self.location.clone();
-        let id = batch_id.to_owned();
         let (files, rows, failures) =
-            tokio::task::spawn_blocking(move || buffer.encode(&location, &id, &keep))
+            tokio::task::spawn_blocking(move || batch.finish(&location, &keep))
                 .await
                 .map_err(|e| LakeError::Io(format!("encoding task failed: {e}")))??;
         let pending: Encoded = files
@@ -484,11 +555,51 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let location = Location::open(dir.path().to_str().unwrap()).unwrap();
         let keep = keep.iter().map(|s| (*s).to_owned()).collect();
-        let (files, _, _) = buffer.encode(&location, "b1", &keep).unwrap();
+        let encoded = buffer.encode(&location, "b1").unwrap();
+        let (files, _, _) = encoded.finish(&location, &keep).unwrap();
         files
             .into_iter()
             .map(|(path, _, rows)| (path.to_string(), rows))
             .collect()
+    }
+
+    #[test]
+    fn a_file_holding_events_stored_before_is_encoded_again_without_them() {
+        let reg = Registry::with_builtins().unwrap();
+        let schema = reg.get("Atlassian.Audit").unwrap();
+        let n = Normalizer::new(schema.clone());
+        let mut buffer = BatchBuffer::new(schema.clone());
+        let hour = "2025-06-02T10:15:00Z";
+        push(&mut buffer, &n, 1, &[("a1", hour), ("a2", hour), ("bad", hour)]);
+        push(&mut buffer, &n, 2, &[("a3", hour), ("a4", hour)]);
+        let dir = tempfile::tempdir().unwrap();
+        let location = Location::open(dir.path().to_str().unwrap()).unwrap();
+        let encoded = buffer.encode(&location, "b1").unwrap();
+        assert_eq!(encoded.batch_id(), "b1");
+        assert_eq!(encoded.keys().len(), 5);
+        assert_eq!(encoded.files().len(), 2, "{:?}", encoded.files());
+        // a2 and a3 (one from each page) and the failure were stored before.
+        let keep = ["a1", "a4"].iter().map(|s| (*s).to_owned()).collect();
+        let (files, rows, failures) = encoded.finish(&location, &keep).unwrap();
+        assert_eq!((rows, failures), (2, 0));
+        assert_eq!(files.len(), 1);
+        let (path, bytes, n_rows) = &files[0];
+        assert!(path.to_string().ends_with("day=02/hour=10/b1.parquet"), "{path}");
+        assert_eq!(*n_rows, 2);
+        let batches = write::decode(bytes.clone()).unwrap();
+        assert_eq!(batches[0].schema(), table_schema(&schema));
+        let ids: Vec<String> = batches
+            .iter()
+            .flat_map(|b| {
+                let col = b.column_by_name("id").unwrap();
+                let col = col
+                    .as_any()
+                    .downcast_ref::<::arrow::array::StringArray>()
+                    .unwrap();
+                col.iter().map(|v| v.unwrap().to_owned()).collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(ids, ["a1", "a4"]);
     }
 
     #[test]

@@ -22,6 +22,7 @@ use jiff::Timestamp;
 use jiff::tz::Offset;
 use object_store::path::Path;
 use orgtrail_schema::{Failure, Row, Schema};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::arrow::{
     ARROW_SCHEMA_META_KEY, ArrowSchemaConverter, ArrowWriter, encode_arrow_schema,
@@ -312,6 +313,15 @@ pub fn encode_batches(batches: &[RecordBatch], log_type: &str) -> Result<Bytes, 
     }
     writer.close()?;
     Ok(into_bytes(buf))
+}
+
+/// Reads back a file [`encode_batches`] wrote (its record batches, with the Arrow schema it was
+/// written with).
+pub(crate) fn decode(bytes: Bytes) -> Result<Vec<RecordBatch>, LakeError> {
+    ParquetRecordBatchReaderBuilder::try_new(bytes)?
+        .build()?
+        .map(|b| b.map_err(LakeError::from))
+        .collect()
 }
 
 /// What a file needs of its Arrow schema.
