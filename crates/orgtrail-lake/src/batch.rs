@@ -570,7 +570,12 @@ mod tests {
         let n = Normalizer::new(schema.clone());
         let mut buffer = BatchBuffer::new(schema.clone());
         let hour = "2025-06-02T10:15:00Z";
-        push(&mut buffer, &n, 1, &[("a1", hour), ("a2", hour), ("bad", hour)]);
+        push(
+            &mut buffer,
+            &n,
+            1,
+            &[("a1", hour), ("a2", hour), ("bad", hour)],
+        );
         push(&mut buffer, &n, 2, &[("a3", hour), ("a4", hour)]);
         let dir = tempfile::tempdir().unwrap();
         let location = Location::open(dir.path().to_str().unwrap()).unwrap();
@@ -584,7 +589,10 @@ mod tests {
         assert_eq!((rows, failures), (2, 0));
         assert_eq!(files.len(), 1);
         let (path, bytes, n_rows) = &files[0];
-        assert!(path.to_string().ends_with("day=02/hour=10/b1.parquet"), "{path}");
+        assert!(
+            path.to_string().ends_with("day=02/hour=10/b1.parquet"),
+            "{path}"
+        );
         assert_eq!(*n_rows, 2);
         let batches = write::decode(bytes.clone()).unwrap();
         assert_eq!(batches[0].schema(), table_schema(&schema));
@@ -596,7 +604,9 @@ mod tests {
                     .as_any()
                     .downcast_ref::<::arrow::array::StringArray>()
                     .unwrap();
-                col.iter().map(|v| v.unwrap().to_owned()).collect::<Vec<_>>()
+                col.iter()
+                    .map(|v| v.unwrap().to_owned())
+                    .collect::<Vec<_>>()
             })
             .collect();
         assert_eq!(ids, ["a1", "a4"]);
