@@ -2,9 +2,11 @@
 //! exactly once.
 //!
 //! Per walk of the stream, a fetcher runs up to two pages ahead of a processor, which normalizes
-//! each page into an in-memory Arrow buffer. Every `flush_rows` events (and at the end), the buffer
-//! becomes one lake batch through the protocol of `orgtrail_state::StateStore` (claim the ids, write
-//! `.pending` files, commit with the checkpoint, publish by rename), under the source's writer lock.
+//! each page into an in-memory Arrow buffer. Every `flush_rows` events (and at the end), an encoder
+//! turns the buffer into Parquet files, and a writer makes them one lake batch through the protocol
+//! of `orgtrail_state::StateStore` (claim the ids, write `.pending` files of the events claimed,
+//! commit with the checkpoint, publish by rename), under the source's writer lock. The three work
+//! on consecutive batches at once.
 //!
 //! A crash anywhere loses nothing (the cursor only moves with a committed batch, and the next writer
 //! publishes or discards what a crash left) and duplicates nothing (an event is claimed by one batch).
@@ -17,7 +19,9 @@ use jiff::{SignedDuration, Timestamp};
 use orgtrail_atlassian::{
     ApiError, ApiKey, Client, Cycle, CycleEnd, ErrorKind, Hooks, Page, PageRequest,
 };
-use orgtrail_lake::{BatchBuffer, BufferedKey, EncodedBatch, FailureRecord, Lake, new_batch_id};
+use orgtrail_lake::{
+    BatchBuffer, BufferedKey, EncodedBatch, FailureRecord, FinishedPage, Lake, new_batch_id,
+};
 use orgtrail_schema::{Normalizer, Schema, Verdict};
 use orgtrail_state::{
     Checkpoint, EventKey, ExposeSecret, RunRecord, RunStatus, Source, StateError, StateStore,
@@ -34,6 +38,7 @@ pub mod metrics;
 mod monitor;
 mod notify;
 mod observe;
+mod pool;
 
 pub use alarms::Rules;
 pub use clock::{ManualClock, ScaledClock, SystemWallClock, WallClock};
@@ -432,12 +437,15 @@ impl Engine {
                 return;
             }
         };
-        // The processor normalizes pages into the buffer and hands full buffers to the writer, which
-        // writes them one after the other (in order: each batch's checkpoint follows the last one's)
-        // while the next buffer fills.
+        // The processor normalizes pages into the buffer and hands full buffers to the encoder, then
+        // the writer, which take them one after the other (in order: each batch's checkpoint follows
+        // the last one's) while the next buffer fills. The encoder says when it took a buffer.
         let report = std::sync::Mutex::new(report);
-        let (batch_tx, batch_rx) =
-            tokio::sync::mpsc::channel::<(BatchBuffer, Option<Checkpoint>)>(1);
+        let (batch_tx, batch_rx) = tokio::sync::mpsc::channel::<(
+            BatchBuffer,
+            Option<Checkpoint>,
+            tokio::sync::oneshot::Sender<()>,
+        )>(1);
         // Each stage owns its receiving end, so a stage that stops (an error) stops the one feeding it.
         let process = async {
             let (mut rx, batch_tx) = (rx, batch_tx);
@@ -446,65 +454,96 @@ impl Engine {
                     .with_source(Some(w.source.id.clone()), Some(w.source.name.clone())),
             );
             let mut buffer = BatchBuffer::new(self.schema.clone());
-            // The ids buffered, sized for a whole batch so that it does not grow (rehashing every id)
-            // while the batch fills.
+            // The ids buffered or being normalized, sized for a whole batch so that it does not
+            // grow (rehashing every id) while the batch fills.
             let mut buffered = foldhash::HashSet::<String>::with_capacity_and_hasher(
-                self.config.flush_rows + page_limit,
+                self.config.flush_rows + (NORMALIZE_AHEAD + 1) * page_limit,
                 Default::default(),
             );
-            // The checkpoint as it was before each page still buffered, oldest first: a batch that
-            // holds sparse hours back saves the one before the oldest page it holds back.
+            // The checkpoint as it was before each page received and not yet written, oldest
+            // first: a batch that holds sparse hours back saves the one before the oldest page it
+            // holds back.
             let mut before_page: VecDeque<(u64, Checkpoint)> = VecDeque::new();
+            // Pages being normalized side by side, oldest first; they join the buffer in order.
+            let mut normalizing: VecDeque<Normalizing> = VecDeque::new();
+            // The checkpoint once the last page that joined the buffer is stored.
+            let mut buffered_ckpt = ckpt.as_deref().cloned();
             let mut page_no = 0u64;
             let mut holds = 0u32;
             let mut failed = None;
-            while let Some(item) = rx.recv().await {
-                let (page, cursor) = match item {
-                    Fetched::Page(p, c) => (p, c),
-                    Fetched::Failed(e) => {
-                        failed = Some(e);
-                        break;
+            let mut ended = false;
+            while !ended || !normalizing.is_empty() {
+                if !ended && normalizing.len() < NORMALIZE_AHEAD {
+                    let (page, cursor) = match rx.recv().await {
+                        Some(Fetched::Page(p, c)) => (p, c),
+                        Some(Fetched::Failed(e)) => {
+                            // The pages before the failure are good: they are still written.
+                            failed = Some(e);
+                            ended = true;
+                            continue;
+                        }
+                        None => {
+                            ended = true;
+                            continue;
+                        }
+                    };
+                    page_no += 1;
+                    if let Some(c) = ckpt.as_deref() {
+                        before_page.push_back((page_no, c.clone()));
                     }
+                    self.observer.page_received(w.source, &page.events); // hook: health/alarms/metrics
+                    let (received, mut duplicates) = (page.events.len() as u64, 0);
+                    let mut fresh = Vec::with_capacity(page.events.len());
+                    for mut e in page.events {
+                        let id = event_id(&mut e);
+                        let processed = e.processed_at.map(ms);
+                        if let (Some(c), Some(p)) = (ckpt.as_deref_mut(), processed) {
+                            observe(c, p, &id);
+                        }
+                        if buffered.insert(id.clone()) {
+                            fresh.push((id, processed, e));
+                        } else {
+                            duplicates += 1;
+                        }
+                    }
+                    {
+                        let mut r = report
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        r.pages += 1;
+                        r.received += received;
+                        r.duplicates += duplicates;
+                    }
+                    if let Some(c) = ckpt.as_deref_mut() {
+                        c.cursor = cursor;
+                        c.page_seq += 1;
+                    }
+                    normalizing.push_back(Normalizing {
+                        page_no,
+                        body: fresh.first().map(|(_, _, e)| e.body().clone()),
+                        ckpt_after: ckpt.as_deref().cloned(),
+                        task: self.normalize_page(
+                            &buffer,
+                            fresh,
+                            page_no,
+                            &normalizer,
+                            w.source,
+                        )?,
+                    });
+                    continue;
+                }
+                let Some(next) = normalizing.pop_front() else {
+                    break;
                 };
-                page_no += 1;
-                if let Some(c) = ckpt.as_deref() {
-                    before_page.push_back((page_no, c.clone()));
-                }
-                self.observer.page_received(w.source, &page.events); // hook: health/alarms/metrics
-                let (received, mut duplicates) = (page.events.len() as u64, 0);
-                let mut fresh = Vec::with_capacity(page.events.len());
-                for mut e in page.events {
-                    let id = event_id(&mut e);
-                    let processed = e.processed_at.map(ms);
-                    if let (Some(c), Some(p)) = (ckpt.as_deref_mut(), processed) {
-                        observe(c, p, &id);
-                    }
-                    if buffered.insert(id.clone()) {
-                        fresh.push((id, processed, e));
-                    } else {
-                        duplicates += 1;
-                    }
-                }
-                {
-                    let mut r = report
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    r.pages += 1;
-                    r.received += received;
-                    r.duplicates += duplicates;
-                }
-                if let Some(c) = ckpt.as_deref_mut() {
-                    c.cursor = cursor;
-                    c.page_seq += 1;
-                }
-                let body = fresh.first().map(|(_, _, e)| e.body().clone());
-                buffer = self
-                    .normalize_page(buffer, fresh, page_no, normalizer.clone(), w.source)
-                    .await?;
-                if let Some(body) = body {
+                let page = next.task.await.map_err(|e| {
+                    EngineError::Config(format!("the normalizing task failed: {e}"))
+                })??;
+                buffer.push_page(page)?;
+                if let Some(body) = next.body {
                     // The page's events are gone: its body can take a later page.
                     self.client.recycle_body(body);
                 }
+                buffered_ckpt = next.ckpt_after;
                 if buffer.len() >= self.config.flush_rows
                     || buffer.memory_size() >= self.config.flush_bytes
                 {
@@ -513,19 +552,29 @@ impl Engine {
                     if let Some(held) = self.hold_sparse_hours(&mut full, &mut holds)? {
                         buffer = held;
                     }
-                    buffered.clear();
-                    buffered.extend(buffer.keys().iter().map(|k| k.event_id.clone()));
-                    let saved = ckpt.as_deref().and_then(|c| {
-                        checkpoint_before(c, &mut before_page, buffer.keys().first())
+                    // What stays: the ids held back and those of the pages being normalized.
+                    for k in full.keys() {
+                        buffered.remove(&k.event_id);
+                    }
+                    let saved = buffered_ckpt.as_ref().and_then(|c| {
+                        checkpoint_before(c, &mut before_page, buffer.keys().first(), next.page_no)
                     });
-                    if batch_tx.send((full, saved)).await.is_err() {
+                    // Handed over, not queued: the encoder takes it when it is done with the one
+                    // before, and meanwhile this buffer does not fill (a third batch of Arrow data
+                    // in memory).
+                    let (taken_tx, taken_rx) = tokio::sync::oneshot::channel();
+                    if batch_tx.send((full, saved, taken_tx)).await.is_err()
+                        || taken_rx.await.is_err()
+                    {
                         return Ok(()); // the writer failed: its error is the walk's
                     }
                 }
             }
             // Commit what was buffered (and the checkpoint) also when the walk failed: the pages
             // before the failure are good.
-            let _ = batch_tx.send((buffer, ckpt.as_deref().cloned())).await;
+            let _ = batch_tx
+                .send((buffer, buffered_ckpt, tokio::sync::oneshot::channel().0))
+                .await;
             match failed {
                 Some(e) => Err(e),
                 None => Ok(()),
@@ -537,7 +586,8 @@ impl Engine {
             tokio::sync::mpsc::channel::<(Option<EncodedBatch>, Option<Checkpoint>)>(1);
         let encode = async {
             let (mut batch_rx, encoded_tx) = (batch_rx, encoded_tx);
-            while let Some((buffer, saved)) = batch_rx.recv().await {
+            while let Some((buffer, saved, taken)) = batch_rx.recv().await {
+                let _ = taken.send(());
                 let encoded = if buffer.is_empty() {
                     None
                 } else {
@@ -587,18 +637,21 @@ impl Engine {
         Ok(held)
     }
 
-    /// Normalizes one page's events into the buffer (CPU work, off the async workers).
-    async fn normalize_page(
+    /// Starts normalizing one page's events into rows for `buffer` (CPU work, off the async
+    /// workers); the page joins the buffer with [`BatchBuffer::push_page`].
+    fn normalize_page(
         &self,
-        mut buffer: BatchBuffer,
+        buffer: &BatchBuffer,
         events: Vec<(String, Option<i64>, orgtrail_atlassian::Event)>,
         arrival: u64,
-        normalizer: Arc<Normalizer>,
+        normalizer: &Arc<Normalizer>,
         source: &Source,
-    ) -> Result<BatchBuffer, EngineError> {
+    ) -> Result<NormalizeTask, EngineError> {
+        let mut rows = buffer.page_builder()?;
         let (source_id, label) = (source.id.clone(), source.name.clone());
         let log_type = self.schema.name.clone();
-        tokio::task::spawn_blocking(move || {
+        let normalizer = normalizer.clone();
+        Ok(Box::pin(pool::run(move || {
             // In hour order (stable: an hour's events keep theirs), the rows come out of the builder
             // grouped by hour, and the buffer slices the page's arrays per hour instead of copying
             // them (a page's late events are spread through it). The hour comes from the time as
@@ -606,7 +659,6 @@ impl Engine {
             let mut events = events;
             order_by_hour(&mut events);
             let parse_time = Timestamp::now();
-            let mut rows = buffer.page_builder()?;
             let mut keys = Vec::with_capacity(events.len());
             let mut failures = Vec::new();
             for (id, processed_at_ms, event) in events {
@@ -630,11 +682,8 @@ impl Engine {
                     Verdict::Skip => {}
                 }
             }
-            buffer.push_page(rows, keys, failures)?;
-            Ok::<_, EngineError>(buffer)
-        })
-        .await
-        .map_err(|e| EngineError::Config(format!("the normalizing task failed: {e}")))?
+            Ok(FinishedPage::new(rows, keys, failures)?)
+        })))
     }
 
     /// Writes an encoded buffer to the lake as one batch (the protocol in `orgtrail-state`'s
@@ -789,6 +838,24 @@ pub enum RunEnd {
 /// Pages fetched ahead of the one being normalized.
 const FETCH_AHEAD_PAGES: usize = 2;
 
+/// Pages normalized side by side (each on a thread of the blocking pool): with two, a core that
+/// the encoder, the writer and the fetcher leave idle takes the next page.
+const NORMALIZE_AHEAD: usize = 2;
+
+/// A page being normalized.
+struct Normalizing {
+    page_no: u64,
+    /// The page's body, reused for a later page once its events are gone.
+    body: Option<Arc<String>>,
+    /// The checkpoint once this page's events are stored (the daemon's walk).
+    ckpt_after: Option<Checkpoint>,
+    task: NormalizeTask,
+}
+
+type NormalizeTask = std::pin::Pin<
+    Box<dyn Future<Output = Result<Result<FinishedPage, EngineError>, &'static str>> + Send>,
+>;
+
 /// How many batches in a row may hold sparse hours back (see `Engine::hold_sparse_hours`).
 const MAX_HOLDS: u32 = 32;
 
@@ -815,9 +882,16 @@ fn checkpoint_before(
     current: &Checkpoint,
     before_page: &mut VecDeque<(u64, Checkpoint)>,
     oldest_held: Option<&BufferedKey>,
+    last_page: u64,
 ) -> Option<Checkpoint> {
     let Some(key) = oldest_held else {
-        before_page.clear();
+        // Pages after `last_page` (being normalized) are not in the batch: theirs stay.
+        while before_page
+            .front()
+            .is_some_and(|(page, _)| *page <= last_page)
+        {
+            before_page.pop_front();
+        }
         return Some(current.clone());
     };
     while before_page
@@ -936,8 +1010,9 @@ mod tests {
 
     #[test]
     fn a_batch_that_holds_events_back_saves_the_checkpoint_from_before_their_page() {
+        // Pages 1-5 are buffered; pages 6 and 7 are being normalized (not in the batch).
         let current = ck("c5", 500, 5);
-        let mut before: VecDeque<(u64, Checkpoint)> = (1..=5)
+        let mut before: VecDeque<(u64, Checkpoint)> = (1..=7)
             .map(|p| {
                 (
                     p,
@@ -947,7 +1022,7 @@ mod tests {
             .collect();
         // The oldest held event came on page 3: a restart must fetch page 3 again, so the saved
         // checkpoint is the one before it (cursor c2, max 200), with the current page_seq.
-        let saved = checkpoint_before(&current, &mut before, Some(&held(3))).unwrap();
+        let saved = checkpoint_before(&current, &mut before, Some(&held(3)), 5).unwrap();
         assert_eq!(
             saved,
             Checkpoint {
@@ -960,15 +1035,15 @@ mod tests {
             Some(3),
             "pages 1-2 forgotten"
         );
-        // Nothing held: the current checkpoint, and no snapshot is needed any more.
+        // Nothing held: the current checkpoint; only the pages being normalized keep theirs.
         assert_eq!(
-            checkpoint_before(&current, &mut before, None),
+            checkpoint_before(&current, &mut before, None, 5),
             Some(current.clone())
         );
-        assert!(before.is_empty());
+        assert_eq!(before.iter().map(|(p, _)| *p).collect::<Vec<_>>(), [6, 7]);
         // A held page without its snapshot: nothing is saved rather than a checkpoint past it.
         assert_eq!(
-            checkpoint_before(&current, &mut before, Some(&held(4))),
+            checkpoint_before(&current, &mut before, Some(&held(4)), 5),
             None
         );
     }

@@ -19,7 +19,7 @@ use object_store::path::Path;
 use orgtrail_schema::Schema;
 
 use crate::arrow::table_schema;
-use crate::columns::{RowsBuilder, SizeHint, split_by_hour};
+use crate::columns::{HourRows, RowsBuilder, SizeHint, split_by_hour};
 use crate::store::Location;
 use crate::write::{
     self, Encoded, FAILURES_TABLE, FailureRecord, WrittenFile, check_batch_id, encode_batches,
@@ -81,6 +81,58 @@ pub struct PendingWrite {
     pub files: Vec<WrittenFile>,
 }
 
+/// One page's rows, finished into Arrow and split per event hour, with their keys (`keys[i]` is
+/// the key of row `i`) and the page's classification failures: the CPU work of adding a page,
+/// done apart from the buffer so that pages can be finished side by side, then pushed in order.
+#[derive(Debug)]
+pub struct FinishedPage {
+    parts: Vec<HourRows>,
+    /// The memory of the page's record batch (its slices share its buffers).
+    memory: usize,
+    size: Option<SizeHint>,
+    keys: Vec<BufferedKey>,
+    failures: Vec<(BufferedKey, FailureRecord)>,
+}
+
+impl FinishedPage {
+    /// A page of rows a builder from [`BatchBuffer::page_builder`] holds (a page of mostly one
+    /// hour plus a few late events gives one slice per hour, not a set of Arrow arrays per late
+    /// event).
+    pub fn new(
+        rows: RowsBuilder,
+        keys: Vec<BufferedKey>,
+        failures: Vec<(BufferedKey, FailureRecord)>,
+    ) -> Result<Self, LakeError> {
+        if rows.len() != keys.len() {
+            return Err(LakeError::Io(format!(
+                "internal error: a page of {} rows came with {} keys",
+                rows.len(),
+                keys.len()
+            )));
+        }
+        let (parts, memory, size) = if rows.is_empty() {
+            (Vec::new(), 0, None)
+        } else {
+            let size = rows.size_hint();
+            let (batch, hours) = rows.finish()?;
+            let parts = split_by_hour(batch, &hours)?;
+            // The slices share the page's buffers (allocated size, not only what is used): each
+            // counts for its share of the rows.
+            let memory = parts
+                .first()
+                .map_or(0, |(_, b, _)| b.get_array_memory_size());
+            (parts, memory, Some(size))
+        };
+        Ok(FinishedPage {
+            parts,
+            memory,
+            size,
+            keys,
+            failures,
+        })
+    }
+}
+
 impl BatchBuffer {
     pub fn new(schema: Arc<Schema>) -> Self {
         let arrow = table_schema(&schema);
@@ -95,49 +147,35 @@ impl BatchBuffer {
         }
     }
 
-    /// Adds one page's rows (built while normalizing; `keys[i]` is the key of row `i`) and
-    /// classification failures. The rows are split per event hour (a page of mostly one hour plus a
-    /// few late events gives one slice per hour, not a set of Arrow arrays per late event).
-    pub fn push_page(
-        &mut self,
-        rows: RowsBuilder,
-        keys: Vec<BufferedKey>,
-        failures: Vec<(BufferedKey, FailureRecord)>,
-    ) -> Result<(), LakeError> {
+    /// Adds one finished page's rows, keys and classification failures.
+    pub fn push_page(&mut self, page: FinishedPage) -> Result<(), LakeError> {
+        let FinishedPage {
+            parts,
+            memory: page_memory,
+            size,
+            keys,
+            failures,
+        } = page;
         let base = self.keys.len();
         self.index(base + keys.len())?;
-        if rows.len() != keys.len() {
-            return Err(LakeError::Io(format!(
-                "internal error: a page of {} rows came with {} keys",
-                rows.len(),
-                keys.len()
-            )));
+        if let Some(size) = size {
+            self.page_size = size;
         }
-        if !rows.is_empty() {
-            self.page_size = rows.size_hint();
-            let (batch, hours) = rows.finish()?;
-            let parts = split_by_hour(batch, &hours)?;
-            // The slices share the page's buffers (allocated size, not only what is used): each
-            // counts for its share of the rows.
-            let page_memory = parts
-                .first()
-                .map_or(0, |(_, b, _)| b.get_array_memory_size());
-            let page_rows = keys.len().max(1);
-            self.memory += page_memory;
-            for (h, slice, idx) in parts {
-                let memory = page_memory * slice.num_rows() / page_rows;
-                let hour = hour_partition(
-                    Timestamp::from_second(h * 3600)
-                        .map_err(|e| LakeError::Corrupt(format!("event hour {h}: {e}")))?,
-                );
-                // In range: checked above.
-                let idx = idx.into_iter().map(|i| base as u32 + i).collect();
-                self.rows.entry(hour).or_default().push(Part {
-                    batch: slice,
-                    idx,
-                    memory,
-                });
-            }
+        self.memory += page_memory;
+        let page_rows = keys.len().max(1);
+        for (h, slice, idx) in parts {
+            let memory = page_memory * slice.num_rows() / page_rows;
+            let hour = hour_partition(
+                Timestamp::from_second(h * 3600)
+                    .map_err(|e| LakeError::Corrupt(format!("event hour {h}: {e}")))?,
+            );
+            // In range: checked above.
+            let idx = idx.into_iter().map(|i| base as u32 + i).collect();
+            self.rows.entry(hour).or_default().push(Part {
+                batch: slice,
+                idx,
+                memory,
+            });
         }
         for key in &keys {
             self.memory += key_memory(key);
@@ -548,7 +586,9 @@ mod tests {
                 Verdict::Skip => panic!("{id} skipped"),
             }
         }
-        buffer.push_page(rows, keys, failures).unwrap();
+        buffer
+            .push_page(FinishedPage::new(rows, keys, failures).unwrap())
+            .unwrap();
     }
 
     fn encoded_files(buffer: BatchBuffer, keep: &[&str]) -> Vec<(String, usize)> {

@@ -18,7 +18,9 @@ mod write;
 use jiff::SignedDuration;
 use orgtrail_schema::{Registry, Row, Schema, SchemaError};
 
-pub use batch::{BatchBuffer, BufferedKey, EncodedBatch, PENDING_SUFFIX, PendingWrite};
+pub use batch::{
+    BatchBuffer, BufferedKey, EncodedBatch, FinishedPage, PENDING_SUFFIX, PendingWrite,
+};
 pub use columns::{HourRows, RowsBuilder, SizeHint, split_by_hour};
 pub use compact::CompactReport;
 pub use ingest::{BadLine, IngestOptions, IngestReport};
