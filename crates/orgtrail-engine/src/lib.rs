@@ -838,8 +838,8 @@ pub enum RunEnd {
 /// Pages fetched ahead of the one being normalized.
 const FETCH_AHEAD_PAGES: usize = 2;
 
-/// Pages normalized side by side (each on a thread of the blocking pool): with two, a core that
-/// the encoder, the writer and the fetcher leave idle takes the next page.
+/// Pages normalized side by side (on the threads of `pool.rs`): with two, a core that the
+/// encoder, the writer and the fetcher leave idle takes the next page.
 const NORMALIZE_AHEAD: usize = 2;
 
 /// A page being normalized.
