@@ -591,9 +591,28 @@ mod tests {
             .unwrap();
     }
 
-    fn encoded_files(buffer: BatchBuffer, keep: &[&str]) -> Vec<(String, usize)> {
+    /// The built-in Atlassian schema, a normalizer and an empty buffer for it.
+    fn audit() -> (Arc<Schema>, Normalizer, BatchBuffer) {
+        let schema = Registry::with_builtins()
+            .unwrap()
+            .get("Atlassian.Audit")
+            .unwrap();
+        (
+            schema.clone(),
+            Normalizer::new(schema.clone()),
+            BatchBuffer::new(schema),
+        )
+    }
+
+    /// A lake location in a temporary directory (kept while the directory lives).
+    fn lake_dir() -> (tempfile::TempDir, Location) {
         let dir = tempfile::tempdir().unwrap();
         let location = Location::open(dir.path().to_str().unwrap()).unwrap();
+        (dir, location)
+    }
+
+    fn encoded_files(buffer: BatchBuffer, keep: &[&str]) -> Vec<(String, usize)> {
+        let (_dir, location) = lake_dir();
         let keep = keep.iter().map(|s| (*s).to_owned()).collect();
         let encoded = buffer.encode(&location, "b1").unwrap();
         let (files, _, _) = encoded.finish(&location, &keep).unwrap();
@@ -605,10 +624,7 @@ mod tests {
 
     #[test]
     fn a_file_holding_events_stored_before_is_encoded_again_without_them() {
-        let reg = Registry::with_builtins().unwrap();
-        let schema = reg.get("Atlassian.Audit").unwrap();
-        let n = Normalizer::new(schema.clone());
-        let mut buffer = BatchBuffer::new(schema.clone());
+        let (schema, n, mut buffer) = audit();
         let hour = "2025-06-02T10:15:00Z";
         push(
             &mut buffer,
@@ -617,8 +633,7 @@ mod tests {
             &[("a1", hour), ("a2", hour), ("bad", hour)],
         );
         push(&mut buffer, &n, 2, &[("a3", hour), ("a4", hour)]);
-        let dir = tempfile::tempdir().unwrap();
-        let location = Location::open(dir.path().to_str().unwrap()).unwrap();
+        let (_dir, location) = lake_dir();
         let encoded = buffer.encode(&location, "b1").unwrap();
         assert_eq!(encoded.batch_id(), "b1");
         assert_eq!(encoded.keys().len(), 5);
@@ -654,10 +669,7 @@ mod tests {
 
     #[test]
     fn sparse_hours_move_to_a_new_buffer_with_their_keys() {
-        let reg = Registry::with_builtins().unwrap();
-        let schema = reg.get("Atlassian.Audit").unwrap();
-        let n = Normalizer::new(schema.clone());
-        let mut buffer = BatchBuffer::new(schema.clone());
+        let (schema, n, mut buffer) = audit();
         let dense = "2025-06-02T10:15:00Z";
         push(
             &mut buffer,
@@ -709,8 +721,7 @@ mod tests {
             ]
         );
         assert!(buffer.memory_size() < before && held.memory_size() > 0);
-        let dir = tempfile::tempdir().unwrap();
-        let location = Location::open(dir.path().to_str().unwrap()).unwrap();
+        let (_dir, location) = lake_dir();
         let names = |b: &BatchBuffer| -> Vec<String> { b.files(&location, "b1").unwrap() };
         let kept = names(&buffer);
         assert_eq!(kept.len(), 2, "the dense hour and the failures: {kept:?}");
