@@ -669,7 +669,7 @@ mod tests {
 
     #[test]
     fn sparse_hours_move_to_a_new_buffer_with_their_keys() {
-        let (schema, n, mut buffer) = audit();
+        let (_, n, mut buffer) = audit();
         let dense = "2025-06-02T10:15:00Z";
         push(
             &mut buffer,
