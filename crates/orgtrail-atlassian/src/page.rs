@@ -5,7 +5,6 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use serde::Deserialize;
-use serde_json::value::RawValue;
 
 /// One audit event.
 #[derive(Clone)]
@@ -48,6 +47,14 @@ impl Event {
         self.time.clone().and_then(|r| self.body.get(r))
     }
 
+    /// Whether the event is valid JSON: [`parse_page`] only split it from the page. `Err` says
+    /// what is wrong; the page is then invalid (fetch it again), like a truncated one.
+    pub fn check(&self) -> Result<(), String> {
+        serde_json::from_str::<serde::de::IgnoredAny>(self.json())
+            .map(|_| ())
+            .map_err(|e| format!("the event is not valid JSON: {e}"))
+    }
+
     /// The page body the event is part of (for [`crate::Client::recycle_body`]).
     pub fn body(&self) -> &Arc<String> {
         &self.body
@@ -88,14 +95,94 @@ impl Page {
     }
 }
 
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(default, borrow)]
-    data: Option<Vec<&'a RawValue>>,
-    #[serde(default, borrow)]
-    meta: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    links: Option<&'a RawValue>,
+/// The members of a page body the collector reads, as spans of the body.
+#[derive(Default)]
+struct Envelope {
+    /// Each element of `data`: balanced JSON text, not validated (see [`parse_page`]).
+    data: Vec<Range<usize>>,
+    meta: Option<Range<usize>>,
+    links: Option<Range<usize>>,
+}
+
+impl Envelope {
+    /// Splits a page body: the top-level object and its members are checked here (`meta`,
+    /// `links` and unknown members are small and parsed in full), `data` only into its elements.
+    fn split(text: &str) -> Result<Envelope, String> {
+        let mut scan = Scan {
+            b: text.as_bytes(),
+            i: 0,
+        };
+        let mut env = Envelope::default();
+        let mut seen_data = false;
+        scan.ws();
+        if scan.peek() != Some(b'{') {
+            return Err("the body is not a JSON object".into());
+        }
+        scan.i += 1;
+        scan.ws();
+        if scan.peek() == Some(b'}') {
+            scan.i += 1;
+        } else {
+            loop {
+                scan.ws();
+                let start = scan.i;
+                if scan.peek() != Some(b'"') || !scan.string() {
+                    return Err(format!("expected a member name at byte {start}"));
+                }
+                let key = json_string(&text[start..scan.i])
+                    .ok_or_else(|| format!("invalid member name at byte {start}"))?;
+                scan.ws();
+                if scan.peek() != Some(b':') {
+                    return Err(format!("expected `:` at byte {}", scan.i));
+                }
+                scan.i += 1;
+                scan.ws();
+                let duplicate = || format!("duplicate member `{key}`");
+                if key == "data" && scan.peek() == Some(b'[') {
+                    if std::mem::replace(&mut seen_data, true) {
+                        return Err(duplicate());
+                    }
+                    env.data = scan.elements()?;
+                } else {
+                    let span = scan.value().filter(|r| !r.is_empty()).ok_or_else(|| {
+                        format!("a truncated or missing value at byte {}", scan.i)
+                    })?;
+                    let value = &text[span.clone()];
+                    serde_json::from_str::<serde::de::IgnoredAny>(value)
+                        .map_err(|e| format!("member `{key}`: {e}"))?;
+                    let slot = match &*key {
+                        "data" if value == "null" => None,
+                        "data" => return Err("`data` is not an array".into()),
+                        "meta" => Some(&mut env.meta),
+                        "links" => Some(&mut env.links),
+                        _ => None,
+                    };
+                    if key == "data" && std::mem::replace(&mut seen_data, true) {
+                        return Err(duplicate());
+                    }
+                    if let Some(slot) = slot
+                        && slot.replace(span).is_some()
+                    {
+                        return Err(duplicate());
+                    }
+                }
+                scan.ws();
+                match scan.peek() {
+                    Some(b',') => scan.i += 1,
+                    Some(b'}') => {
+                        scan.i += 1;
+                        break;
+                    }
+                    _ => return Err(format!("expected `,` or `}}` at byte {}", scan.i)),
+                }
+            }
+        }
+        scan.ws();
+        if scan.i != text.len() {
+            return Err(format!("trailing characters at byte {}", scan.i));
+        }
+        Ok(env)
+    }
 }
 
 #[derive(Deserialize)]
@@ -106,8 +193,8 @@ struct Next {
 
 /// What the collector reads of an event: the first `id` member and, when the first `attributes`
 /// member is an object, its first `processedAt` and `time`, as JSON texts (`time` as its range in
-/// `text`). `text` is JSON the envelope's parse already validated, so this only finds members and
-/// skips values, and stops once it has all three (the events served put them first; the normalizer
+/// `text`). `text` is an event [`Envelope::split`] found (balanced, not validated), so this only
+/// finds members and skips values, and stops once it has all three (the events served put them first; the normalizer
 /// reads the whole event later).
 fn head(text: &str) -> Head<'_> {
     let mut scan = Scan {
@@ -117,14 +204,14 @@ fn head(text: &str) -> Head<'_> {
     let (mut id, mut attributes, mut processed_at, mut time) = (None, false, None, None);
     scan.members(|key, scan| {
         if key == "id" && id.is_none() {
-            id = Some(scan.value());
+            id = scan.value();
         } else if key == "attributes" && !attributes {
             attributes = true;
             let done = scan.members(|key, scan| {
                 if key == "processedAt" && processed_at.is_none() {
-                    processed_at = Some(scan.value());
+                    processed_at = scan.value();
                 } else if key == "time" && time.is_none() {
-                    time = Some(scan.value());
+                    time = scan.value();
                 } else {
                     scan.value();
                 }
@@ -153,7 +240,8 @@ struct Head<'a> {
     time: Option<Range<usize>>,
 }
 
-/// A cursor over valid JSON text (see [`head`]). Malformed text only ends the scan: every index
+/// A cursor over JSON text that matches strings and brackets only (see [`head`] and
+/// [`Envelope::split`]). Malformed text ends the scan or is reported: every index
 /// is checked, so nothing panics.
 struct Scan<'a> {
     b: &'a [u8],
@@ -171,8 +259,8 @@ impl Scan<'_> {
         }
     }
 
-    /// From an opening quote to just after the closing one.
-    fn string(&mut self) {
+    /// From an opening quote to just after the closing one; false when the text ends first.
+    fn string(&mut self) -> bool {
         self.i += 1;
         while let Some(k) = self
             .b
@@ -182,25 +270,30 @@ impl Scan<'_> {
             self.i += k;
             if self.b[self.i] == b'"' {
                 self.i += 1;
-                return;
+                return true;
             }
             self.i += 2; // an escape: the escaped character does not end the string
         }
         self.i = self.b.len();
+        false
     }
 
-    /// Skips the value at the cursor and returns its span.
-    fn value(&mut self) -> std::ops::Range<usize> {
+    /// Skips the value at the cursor and returns its span: `None` when the text ends inside it,
+    /// empty when there is no value. Brackets and strings are matched, nothing else is checked.
+    fn value(&mut self) -> Option<Range<usize>> {
         self.ws();
         let start = self.i;
-        match self.peek() {
+        let complete = match self.peek() {
             Some(b'"') => self.string(),
             Some(b'{' | b'[') => {
                 let mut depth = 0usize;
+                let mut closed = false;
                 while let Some(c) = self.peek() {
                     match c {
                         b'"' => {
-                            self.string();
+                            if !self.string() {
+                                break;
+                            }
                             continue;
                         }
                         b'{' | b'[' => depth += 1,
@@ -208,6 +301,7 @@ impl Scan<'_> {
                             depth = depth.saturating_sub(1);
                             if depth == 0 {
                                 self.i += 1;
+                                closed = true;
                                 break;
                             }
                         }
@@ -215,6 +309,7 @@ impl Scan<'_> {
                     }
                     self.i += 1;
                 }
+                closed
             }
             _ => {
                 while self.peek().is_some_and(|c| {
@@ -222,9 +317,37 @@ impl Scan<'_> {
                 }) {
                     self.i += 1;
                 }
+                true
+            }
+        };
+        complete.then_some(start..self.i)
+    }
+
+    /// The spans of the elements of the array at the cursor (each balanced, not validated).
+    fn elements(&mut self) -> Result<Vec<Range<usize>>, String> {
+        self.i += 1;
+        let mut out = Vec::new();
+        self.ws();
+        if self.peek() == Some(b']') {
+            self.i += 1;
+            return Ok(out);
+        }
+        loop {
+            let span = self
+                .value()
+                .filter(|r| !r.is_empty())
+                .ok_or_else(|| format!("a truncated or missing event at byte {}", self.i))?;
+            out.push(span);
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b']') => {
+                    self.i += 1;
+                    return Ok(out);
+                }
+                _ => return Err(format!("expected `,` or `]` in `data` at byte {}", self.i)),
             }
         }
-        start..self.i
     }
 
     /// Calls `f` with each member's key (unescaped) of the object at the cursor, where `f` reads
@@ -283,12 +406,13 @@ fn json_string(text: &str) -> Option<Cow<'_, str>> {
 /// Parses a complete page body. The whole body must be one JSON object (a truncated body whose
 /// prefix would parse is rejected); unknown members are ignored; `data` missing or `null` is an
 /// empty page. `base` resolves a relative `links.next`. The error says what is wrong with the body.
+///
+/// The events are split, not validated: each is balanced JSON text (brackets and strings matched)
+/// that the normalizer parses in full anyway, so the body is read once, not twice. A caller that
+/// keeps an event checks it with [`Event::check`] (the normalizer's parse does), and treats an
+/// invalid one as an invalid page.
 pub fn parse_page(body: impl Into<Vec<u8>>, base: &url::Url) -> Result<Page, String> {
     let body = body.into();
-    // serde would also accept a JSON array for a struct: only an object is a page.
-    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err("not a valid events page: the body is not a JSON object".into());
-    }
     let body_bytes = body.len();
     let text = String::from_utf8(body).map_err(|e| {
         format!(
@@ -296,24 +420,25 @@ pub fn parse_page(body: impl Into<Vec<u8>>, base: &url::Url) -> Result<Page, Str
             e.utf8_error()
         )
     })?;
+    let env = Envelope::split(&text).map_err(|e| format!("not a valid events page: {e}"))?;
     // The events point into the body, shared (not copied).
     let shared = Arc::new(text);
-    let env: Envelope<'_> =
-        serde_json::from_str(&shared).map_err(|e| format!("not a valid events page: {e}"))?;
-    let events = env
-        .data
-        .unwrap_or_default()
-        .into_iter()
-        .map(|raw| event_from_raw(raw, &shared))
-        .collect();
-    let meta_next = env.meta.and_then(next_of).and_then(|v| match v {
-        serde_json::Value::String(s) if !s.is_empty() => Some(s),
-        _ => None,
-    });
+    let meta_next = env
+        .meta
+        .and_then(|r| next_of(&shared[r]))
+        .and_then(|v| match v {
+            serde_json::Value::String(s) if !s.is_empty() => Some(s),
+            _ => None,
+        });
     let next_cursor = meta_next.or_else(|| {
-        let link = env.links.and_then(next_of)?;
+        let link = env.links.and_then(|r| next_of(&shared[r]))?;
         cursor_from_link(link.as_str()?, base)
     });
+    let events = env
+        .data
+        .into_iter()
+        .map(|span| event_from_span(span, &shared))
+        .collect();
     Ok(Page {
         events,
         next_cursor,
@@ -321,8 +446,8 @@ pub fn parse_page(body: impl Into<Vec<u8>>, base: &url::Url) -> Result<Page, Str
     })
 }
 
-fn next_of(raw: &RawValue) -> Option<serde_json::Value> {
-    serde_json::from_str::<Next>(raw.get()).ok()?.next
+fn next_of(text: &str) -> Option<serde_json::Value> {
+    serde_json::from_str::<Next>(text).ok()?.next
 }
 
 /// The `cursor` query parameter of a `links.next` URL (absolute, or relative to `base`),
@@ -339,13 +464,14 @@ pub(crate) fn cursor_from_link(link: &str, base: &url::Url) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// The event `raw`, a slice of `body`.
-fn event_from_raw(raw: &RawValue, body: &Arc<String>) -> Event {
+/// The event at `span` of `body`.
+fn event_from_span(span: Range<usize>, body: &Arc<String>) -> Event {
+    let text = &body[span.clone()];
     let Head {
         id,
         processed_at,
         time,
-    } = head(raw.get());
+    } = head(text);
     let id = id
         .and_then(json_string)
         .filter(|s| !s.is_empty())
@@ -353,17 +479,17 @@ fn event_from_raw(raw: &RawValue, body: &Arc<String>) -> Event {
     let processed_at = processed_at
         .and_then(json_string)
         .and_then(|s| parse_rfc3339(&s));
-    let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
     // A string's content, without its quotes.
-    let bytes = raw.get().as_bytes();
+    let bytes = text.as_bytes();
     let time = time.filter(|r| {
         r.len() >= 2 && bytes.get(r.start) == Some(&b'"') && bytes.get(r.end - 1) == Some(&b'"')
     });
+    let start = span.start;
     Event {
         id,
         processed_at,
         body: body.clone(),
-        span: start..start + raw.get().len(),
+        span,
         time: time.map(|r| start + r.start + 1..start + r.end - 1),
     }
 }
@@ -591,6 +717,78 @@ mod tests {
         }
     }
 
+    /// A page of `events`, spaced or not.
+    fn page_text(events: &[serde_json::Value], pretty: bool) -> String {
+        let page = serde_json::json!({"data": events, "meta": {"next": "c"}, "links": {}});
+        if pretty {
+            serde_json::to_string_pretty(&page).unwrap()
+        } else {
+            serde_json::to_string(&page).unwrap()
+        }
+    }
+
+    proptest::proptest! {
+        /// The split finds the events a full parse finds, whatever they hold.
+        #[test]
+        fn split_agrees_with_a_full_parse(
+            events in proptest::collection::vec(json_value(), 0..6),
+            pretty in proptest::bool::ANY,
+        ) {
+            let text = page_text(&events, pretty);
+            let page = parse_page(text.as_bytes(), &base()).unwrap();
+            let got: Vec<serde_json::Value> = page
+                .events
+                .iter()
+                .map(|e| serde_json::from_str(e.json()).unwrap())
+                .collect();
+            proptest::prop_assert_eq!(got, events);
+            proptest::prop_assert_eq!(page.next_cursor.as_deref(), Some("c"));
+        }
+
+        /// A damaged body (a byte removed, replaced or inserted) is never taken for a valid page:
+        /// either the split rejects it, or one of its events fails its check.
+        #[test]
+        fn a_damaged_body_is_rejected_or_has_an_invalid_event(
+            events in proptest::collection::vec(json_value(), 1..4),
+            pretty in proptest::bool::ANY,
+            at in proptest::num::usize::ANY,
+            op in 0..3u8,
+            byte in proptest::sample::select(b"\"\\{}[],: a1-".to_vec()),
+        ) {
+            let mut body = page_text(&events, pretty).into_bytes();
+            let at = at % body.len();
+            match op {
+                0 => { body.remove(at); }
+                1 => body[at] = byte,
+                _ => body.insert(at, byte),
+            }
+            let valid = serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok();
+            if let Ok(page) = parse_page(body.clone(), &base()) {
+                let events_ok = page.events.iter().all(|e| e.check().is_ok());
+                proptest::prop_assert!(
+                    valid || !events_ok,
+                    "accepted an invalid body: {}",
+                    String::from_utf8_lossy(&body)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_invalid_event_fails_its_check_not_the_split() {
+        let body =
+            br#"{"data":[{"id":"a","attributes":{}},{"id":"b","x":tru},{"id":"c","y":[1,]}]}"#;
+        let page = parse_page(&body[..], &base()).unwrap();
+        let checks: Vec<bool> = page.events.iter().map(|e| e.check().is_ok()).collect();
+        assert_eq!(checks, [true, false, false]);
+        let err = page.events[1].check().unwrap_err();
+        assert!(err.contains("not valid JSON"), "{err}");
+        // Members other than `data` are parsed in full.
+        assert!(parse_page(&br#"{"data":[],"meta":{"next":tru}}"#[..], &base()).is_err());
+        assert!(parse_page(&br#"{"data":[],"data":[]}"#[..], &base()).is_err());
+        assert!(parse_page(&br#"{"data":[1,,2]}"#[..], &base()).is_err());
+    }
+
     #[test]
     fn head_takes_the_first_of_repeated_members() {
         let text = r#"{"id":"a","attributes":{"processedAt":"1","processedAt":"2"},"id":"b","attributes":{"processedAt":"3"}}"#;
@@ -599,7 +797,7 @@ mod tests {
         // `attributes` before `id`, and not an object.
         let h = head(r#"{"attributes":7,"x":[{"id":1}],"id":"c"}"#);
         assert_eq!((h.id, h.processed_at, h.time), (Some("\"c\""), None, None));
-        // Malformed text (never given, the envelope validated it) ends the scan without a panic.
+        // Malformed text ends the scan without a panic.
         for bad in [
             r#"{"id""#,
             r#"{"attributes":{"processedAt"#,

@@ -494,6 +494,7 @@ impl Engine {
                     self.observer.page_received(w.source, &page.events); // hook: health/alarms/metrics
                     let (received, mut duplicates) = (page.events.len() as u64, 0);
                     let mut fresh = Vec::with_capacity(page.events.len());
+                    let mut invalid = None;
                     for mut e in page.events {
                         let id = event_id(&mut e);
                         let processed = e.processed_at.map(ms);
@@ -504,7 +505,17 @@ impl Engine {
                             fresh.push((id, processed, e));
                         } else {
                             duplicates += 1;
+                            // Not normalized: checked here, so that no page is taken unchecked.
+                            if let (None, Err(message)) = (&invalid, e.check()) {
+                                invalid =
+                                    Some(invalid_page(w.source, &self.client, &id, &e, message));
+                            }
                         }
+                    }
+                    if let Some(e) = invalid {
+                        failed = Some(e);
+                        ended = true;
+                        continue;
                     }
                     {
                         let mut r = report
@@ -535,9 +546,22 @@ impl Engine {
                 let Some(next) = normalizing.pop_front() else {
                     break;
                 };
-                let page = next.task.await.map_err(|e| {
-                    EngineError::Config(format!("the normalizing task failed: {e}"))
-                })??;
+                let page = match next.task.await {
+                    Ok(Ok(page)) => page,
+                    Ok(Err(e)) => {
+                        // An invalid page: the pages before it are good and still written; the
+                        // ones after it are dropped (the next cycle fetches them again).
+                        failed = Some(e);
+                        normalizing.clear();
+                        ended = true;
+                        continue;
+                    }
+                    Err(e) => {
+                        return Err(EngineError::Config(format!(
+                            "the normalizing task failed: {e}"
+                        )));
+                    }
+                };
                 buffer.push_page(page)?;
                 if let Some(body) = next.body {
                     // The page's events are gone: its body can take a later page.
@@ -651,6 +675,7 @@ impl Engine {
         let (source_id, label) = (source.id.clone(), source.name.clone());
         let log_type = self.schema.name.clone();
         let normalizer = normalizer.clone();
+        let (client, source) = (self.client.clone(), source.clone());
         Ok(Box::pin(pool::run(move || {
             // In hour order (stable: an hour's events keep theirs), the rows come out of the builder
             // grouped by hour, and the buffer slices the page's arrays per hour instead of copying
@@ -669,6 +694,16 @@ impl Engine {
                 };
                 match normalizer.normalize_text_into(event.json(), parse_time, &mut rows) {
                     Verdict::Row => keys.push(key),
+                    // The page was only split: an event that is not JSON makes it invalid.
+                    Verdict::Failure(_) if let Err(message) = event.check() => {
+                        return Err(invalid_page(
+                            &source,
+                            &client,
+                            &key.event_id,
+                            &event,
+                            message,
+                        ));
+                    }
                     Verdict::Failure(failure) => failures.push((
                         key,
                         FailureRecord {
@@ -906,6 +941,25 @@ fn checkpoint_before(
     Some(Checkpoint {
         page_seq: current.page_seq,
         ..before.clone()
+    })
+}
+/// An event that is not valid JSON makes its page an invalid response body, like a truncated one:
+/// nothing of the page is written, the checkpoint stays before it, and the next cycle fetches it
+/// again.
+fn invalid_page(
+    source: &Source,
+    client: &Client,
+    id: &str,
+    event: &orgtrail_atlassian::Event,
+    message: String,
+) -> EngineError {
+    EngineError::Api(ApiError::Body {
+        org_id: source.org_id.clone(),
+        base_url: client.base_url().to_owned(),
+        status: 200,
+        bytes: event.body().len(),
+        attempts: 1,
+        message: format!("event {id}: {message}"),
     })
 }
 

@@ -36,10 +36,21 @@ async fn setup(events: usize, faults: Faults, tweak: impl FnOnce(&mut SimConfig)
     cfg.rate_limits.enabled = false;
     tweak(&mut cfg);
     let sim = orgtrail_sim::start(cfg).await.unwrap();
+    let (engine, registry, dir) = engine_at(sim.base_url()).await;
+    Setup {
+        sim,
+        engine,
+        registry,
+        _dir: dir,
+    }
+}
+
+/// An engine with a store and a lake in a new folder, and the source "Test org" at `base_url`.
+async fn engine_at(base_url: &str) -> (Engine, Registry, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn StateStore> = Arc::new(SqliteStore::open_in_dir(dir.path()).await.unwrap());
     let client = Client::new(ClientConfig {
-        base_url: sim.base_url().to_owned(),
+        base_url: base_url.to_owned(),
         timeout: Duration::from_secs(2),
         rate: None,
         page_limit: 200,
@@ -69,14 +80,9 @@ async fn setup(events: usize, faults: Faults, tweak: impl FnOnce(&mut SimConfig)
         ORG,
         KeyInput::Value(SecretString::from(KEY.to_owned())),
     );
-    new.base_url = Some(sim.base_url().to_owned());
+    new.base_url = Some(base_url.to_owned());
     engine.store().add_source(new).await.unwrap();
-    Setup {
-        sim,
-        engine,
-        registry,
-        _dir: dir,
-    }
+    (engine, registry, dir)
 }
 
 /// Every event id in the lake (rows and classification failures), with how often it appears.
@@ -247,4 +253,101 @@ async fn a_failed_cycle_reports_its_own_error_even_when_recording_it_fails() {
     s.sim.set_keys_revoked(ORG, false).unwrap();
     let err = cycle().await.unwrap_err();
     assert!(err.to_string().contains("runs"), "{err}");
+}
+
+/// An event of the Atlassian.Audit schema; `extra` is appended inside the event object as is.
+fn event_json(id: &str, extra: &str) -> String {
+    format!(
+        r#"{{"type":"events","id":"{id}","attributes":{{"time":"2026-11-20T06:52:59.545Z","processedAt":"2026-11-20T06:53:00.394Z","action":"user_login"}},"links":{{"self":"https://api.atlassian.com/e/{id}"}}{extra}}}"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_with_an_event_that_is_not_json_is_fetched_again_not_written() {
+    use axum::extract::{RawQuery, State};
+    use std::sync::Mutex;
+
+    // Page 1 (200 events: a full page) leads to page 2 (c, d: a short page ends the walk). Page
+    // 2's event c is balanced but not JSON until the server is fixed.
+    #[derive(Default)]
+    struct Api {
+        fixed: bool,
+        cursors: Vec<String>,
+    }
+    async fn events(State(api): State<Arc<Mutex<Api>>>, RawQuery(q): RawQuery) -> String {
+        let mut api = api.lock().unwrap();
+        let q = q.unwrap_or_default();
+        let cursor = q
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("cursor="))
+            .unwrap_or("")
+            .to_owned();
+        api.cursors.push(cursor.clone());
+        let page = |events: &[String], next: &str| {
+            format!(
+                r#"{{"data":[{}],"meta":{{"next":{next}}},"links":{{}}}}"#,
+                events.join(",")
+            )
+        };
+        match cursor.as_str() {
+            "" => page(
+                &(0..200)
+                    .map(|i| event_json(&format!("a{i:03}"), ""))
+                    .collect::<Vec<_>>(),
+                r#""p2""#,
+            ),
+            "p2" => {
+                let c = if api.fixed {
+                    event_json("c", r#","x":true"#)
+                } else {
+                    event_json("c", r#","x":tru"#)
+                };
+                page(&[c, event_json("d", "")], r#""p3""#)
+            }
+            _ => page(&[], "null"),
+        }
+    }
+    let api = Arc::new(Mutex::new(Api::default()));
+    let app = axum::Router::new()
+        .fallback(axum::routing::get(events))
+        .with_state(api.clone());
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base_url = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+
+    let (engine, registry, _dir) = engine_at(&base_url).await;
+    let source = engine.store().get_source("Test org").await.unwrap();
+    let cancel = CancellationToken::new();
+
+    let err = engine
+        .collect_once(&source, &NoHooks, &cancel)
+        .await
+        .map(|r| panic!("{r:?}, requests {:?}", api.lock().unwrap().cursors))
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("event c: the event is not valid JSON"),
+        "{msg}"
+    );
+    assert!(!err.is_fatal_for_source(), "{msg}");
+    // Page 1 is written; nothing of page 2 (not even its valid event d).
+    let page_1: Vec<(String, usize)> = (0..200).map(|i| (format!("a{i:03}"), 1)).collect();
+    let ids = common::lake_ids(&engine, &registry).await;
+    assert_eq!(ids.into_iter().collect::<Vec<_>>(), page_1);
+
+    api.lock().unwrap().fixed = true;
+    let before = api.lock().unwrap().cursors.len();
+    engine
+        .collect_once(&source, &NoHooks, &cancel)
+        .await
+        .unwrap();
+    // The next cycle starts at page 2 (the checkpoint stayed before it), and every event is in
+    // the lake once.
+    assert_eq!(api.lock().unwrap().cursors[before], "p2");
+    let ids = common::lake_ids(&engine, &registry).await;
+    let all: Vec<(String, usize)> = page_1
+        .into_iter()
+        .chain([("c".to_owned(), 1), ("d".to_owned(), 1)])
+        .collect();
+    assert_eq!(ids.into_iter().collect::<Vec<_>>(), all);
 }

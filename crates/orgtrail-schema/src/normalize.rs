@@ -519,7 +519,12 @@ impl<'de, 's, S: Sink<'de>> DeserializeSeed<'de> for FieldsSeed<'s, '_, S> {
 }
 
 /// Matches an object key against the schema's field names without allocating.
-struct KeySeed<'s>(&'s [Field]);
+/// Finds a key among an object's fields, trying `next` first: objects usually list their keys in
+/// the schema's order, so the field after the last one found is most often the one.
+struct KeySeed<'s> {
+    fields: &'s [Field],
+    next: usize,
+}
 
 impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
     type Value = Option<usize>;
@@ -537,7 +542,10 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
     }
 
     fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
-        Ok(self.0.iter().position(|f| f.name == key))
+        if self.fields.get(self.next).is_some_and(|f| f.name == key) {
+            return Ok(Some(self.next));
+        }
+        Ok(self.fields.iter().position(|f| f.name == key))
     }
 }
 
@@ -632,9 +640,11 @@ impl<'de, 's, S: Sink<'de>> Visitor<'de> for FieldsSeed<'s, '_, S> {
         sink.begin_object(fields.len());
         let base = ctx.present.len();
         ctx.present.resize(base + fields.len(), false);
-        while let Some(key) = map.next_key_seed(KeySeed(fields))? {
+        let mut next = 0;
+        while let Some(key) = map.next_key_seed(KeySeed { fields, next })? {
             match key {
                 Some(i) => {
+                    next = i + 1;
                     ctx.path.push(Seg::Key(i));
                     if let Some(id) = ctx.event_id_path
                         && ctx.array_depth == 0
