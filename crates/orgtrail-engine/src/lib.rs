@@ -672,7 +672,6 @@ impl Engine {
         source: &Source,
     ) -> Result<NormalizeTask, EngineError> {
         let mut rows = buffer.page_builder()?;
-        let (source_id, label) = (source.id.clone(), source.name.clone());
         let log_type = self.schema.name.clone();
         let normalizer = normalizer.clone();
         let (client, source) = (self.client.clone(), source.clone());
@@ -708,8 +707,8 @@ impl Engine {
                         key,
                         FailureRecord {
                             parse_time,
-                            source_id: Some(source_id.clone()),
-                            source_label: Some(label.clone()),
+                            source_id: Some(source.id.clone()),
+                            source_label: Some(source.name.clone()),
                             log_type: log_type.clone(),
                             failure,
                         },
