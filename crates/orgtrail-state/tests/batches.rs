@@ -343,3 +343,42 @@ async fn ids_claimed_before_version_4_stay_claimed() {
     assert_eq!(claimed, ["new"]);
     assert_eq!(store.seen_stats(&s.id).await.unwrap().seen_ids, 3);
 }
+
+#[tokio::test]
+async fn any_id_text_is_claimed_once_and_recognized_when_served_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let s = add(&store, "a").await;
+    // Separators, quotes, escapes and non-ASCII in ids; an event without processedAt.
+    let odd = [
+        "a:b",
+        ":",
+        "1:2:3",
+        "q\"uo\\te",
+        "\"",
+        "ends\\",
+        "tab\t",
+        "é🙂",
+        "-1:x",
+    ];
+    let mut events = keys(&odd, 1_700_000_000_000);
+    events.push(EventKey {
+        event_id: "no-time".into(),
+        processed_at_ms: None,
+    });
+    let claimed = store.begin_batch(&s.id, "b1", &events, &[]).await.unwrap();
+    let mut all: Vec<&str> = odd.to_vec();
+    all.push("no-time");
+    assert_eq!(claimed, all);
+    store
+        .commit_batch("b1", all.len() as u64, None)
+        .await
+        .unwrap();
+    // Served again (with a new one): only the new one is claimed.
+    events.push(EventKey {
+        event_id: "new:one".into(),
+        processed_at_ms: Some(-5),
+    });
+    let claimed = store.begin_batch(&s.id, "b2", &events, &[]).await.unwrap();
+    assert_eq!(claimed, ["new:one"]);
+}
