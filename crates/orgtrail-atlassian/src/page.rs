@@ -108,10 +108,7 @@ impl Envelope {
     /// Splits a page body: the top-level object and its members are checked here (`meta`,
     /// `links` and unknown members are small and parsed in full), `data` only into its elements.
     fn split(text: &str) -> Result<Envelope, String> {
-        let mut scan = Scan {
-            b: text.as_bytes(),
-            i: 0,
-        };
+        let mut scan = Scan::new(text);
         let mut env = Envelope::default();
         let mut seen_data = false;
         scan.ws();
@@ -197,10 +194,7 @@ struct Next {
 /// finds members and skips values, and stops once it has all three (the events served put them first; the normalizer
 /// reads the whole event later).
 fn head(text: &str) -> Head<'_> {
-    let mut scan = Scan {
-        b: text.as_bytes(),
-        i: 0,
-    };
+    let mut scan = Scan::new(text);
     let (mut id, mut attributes, mut processed_at, mut time) = (None, false, None, None);
     scan.members(|key, scan| {
         if key == "id" && id.is_none() {
@@ -244,11 +238,20 @@ struct Head<'a> {
 /// [`Envelope::split`]). Malformed text ends the scan or is reported: every index
 /// is checked, so nothing panics.
 struct Scan<'a> {
+    text: &'a str,
     b: &'a [u8],
     i: usize,
 }
 
-impl Scan<'_> {
+impl<'a> Scan<'a> {
+    fn new(text: &'a str) -> Self {
+        Scan {
+            text,
+            b: text.as_bytes(),
+            i: 0,
+        }
+    }
+
     fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }
@@ -368,9 +371,8 @@ impl Scan<'_> {
             let start = self.i;
             self.string();
             let key = self
-                .b
+                .text
                 .get(start..self.i)
-                .and_then(|raw| std::str::from_utf8(raw).ok())
                 .and_then(json_string)
                 .unwrap_or_default();
             self.ws();
