@@ -191,8 +191,8 @@ struct Next {
 /// What the collector reads of an event: the first `id` member and, when the first `attributes`
 /// member is an object, its first `processedAt` and `time`, as JSON texts (`time` as its range in
 /// `text`). `text` is an event [`Envelope::split`] found (balanced, not validated), so this only
-/// finds members and skips values, and stops once it has all three (the events served put them first; the normalizer
-/// reads the whole event later).
+/// finds members and skips values, and stops once it has all three (the events served put them
+/// first; the normalizer reads the whole event later).
 fn head(text: &str) -> Head<'_> {
     let mut scan = Scan::new(text);
     let (mut id, mut attributes, mut processed_at, mut time) = (None, false, None, None);
@@ -235,8 +235,8 @@ struct Head<'a> {
 }
 
 /// A cursor over JSON text that matches strings and brackets only (see [`head`] and
-/// [`Envelope::split`]). Malformed text ends the scan or is reported: every index
-/// is checked, so nothing panics.
+/// [`Envelope::split`]). Malformed text ends the scan or is reported: every index is checked, so
+/// nothing panics.
 struct Scan<'a> {
     text: &'a str,
     b: &'a [u8],

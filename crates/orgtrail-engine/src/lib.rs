@@ -942,6 +942,7 @@ fn checkpoint_before(
         ..before.clone()
     })
 }
+
 /// An event that is not valid JSON makes its page an invalid response body, like a truncated one:
 /// nothing of the page is written, the checkpoint stays before it, and the next cycle fetches it
 /// again.

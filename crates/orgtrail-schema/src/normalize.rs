@@ -518,9 +518,9 @@ impl<'de, 's, S: Sink<'de>> DeserializeSeed<'de> for FieldsSeed<'s, '_, S> {
     }
 }
 
-/// Matches an object key against the schema's field names without allocating.
-/// Finds a key among an object's fields, trying `next` first: objects usually list their keys in
-/// the schema's order, so the field after the last one found is most often the one.
+/// Matches an object key against the schema's field names without allocating, trying `next`
+/// first: objects usually list their keys in the schema's order, so the field after the last one
+/// found is most often the one.
 struct KeySeed<'s> {
     fields: &'s [Field],
     next: usize,
