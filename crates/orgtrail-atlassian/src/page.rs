@@ -135,10 +135,10 @@ impl Envelope {
                 scan.i += 1;
                 scan.ws();
                 let duplicate = || format!("duplicate member `{key}`");
+                if key == "data" && std::mem::replace(&mut seen_data, true) {
+                    return Err(duplicate());
+                }
                 if key == "data" && scan.peek() == Some(b'[') {
-                    if std::mem::replace(&mut seen_data, true) {
-                        return Err(duplicate());
-                    }
                     env.data = scan.elements()?;
                 } else {
                     let span = scan.value().filter(|r| !r.is_empty()).ok_or_else(|| {
@@ -154,9 +154,6 @@ impl Envelope {
                         "links" => Some(&mut env.links),
                         _ => None,
                     };
-                    if key == "data" && std::mem::replace(&mut seen_data, true) {
-                        return Err(duplicate());
-                    }
                     if let Some(slot) = slot
                         && slot.replace(span).is_some()
                     {
@@ -239,21 +236,20 @@ struct Head<'a> {
 /// nothing panics.
 struct Scan<'a> {
     text: &'a str,
-    b: &'a [u8],
     i: usize,
 }
 
 impl<'a> Scan<'a> {
     fn new(text: &'a str) -> Self {
-        Scan {
-            text,
-            b: text.as_bytes(),
-            i: 0,
-        }
+        Scan { text, i: 0 }
+    }
+
+    fn b(&self) -> &'a [u8] {
+        self.text.as_bytes()
     }
 
     fn peek(&self) -> Option<u8> {
-        self.b.get(self.i).copied()
+        self.b().get(self.i).copied()
     }
 
     fn ws(&mut self) {
@@ -266,18 +262,18 @@ impl<'a> Scan<'a> {
     fn string(&mut self) -> bool {
         self.i += 1;
         while let Some(k) = self
-            .b
+            .b()
             .get(self.i..)
             .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
         {
             self.i += k;
-            if self.b[self.i] == b'"' {
+            if self.b()[self.i] == b'"' {
                 self.i += 1;
                 return true;
             }
             self.i += 2; // an escape: the escaped character does not end the string
         }
-        self.i = self.b.len();
+        self.i = self.b().len();
         false
     }
 

@@ -693,26 +693,31 @@ impl Engine {
                 };
                 match normalizer.normalize_text_into(event.json(), parse_time, &mut rows) {
                     Verdict::Row => keys.push(key),
-                    // The page was only split: an event that is not JSON makes it invalid.
-                    Verdict::Failure(_) if let Err(message) = event.check() => {
-                        return Err(invalid_page(
-                            &source,
-                            &client,
-                            &key.event_id,
-                            &event,
-                            message,
+                    Verdict::Failure(failure) => {
+                        // The page was only split: an event the normalizer could not read to its
+                        // end may not be JSON, and then the page is invalid.
+                        if failure.parse_stopped()
+                            && let Err(message) = event.check()
+                        {
+                            return Err(invalid_page(
+                                &source,
+                                &client,
+                                &key.event_id,
+                                &event,
+                                message,
+                            ));
+                        }
+                        failures.push((
+                            key,
+                            FailureRecord {
+                                parse_time,
+                                source_id: Some(source.id.clone()),
+                                source_label: Some(source.name.clone()),
+                                log_type: log_type.clone(),
+                                failure,
+                            },
                         ));
                     }
-                    Verdict::Failure(failure) => failures.push((
-                        key,
-                        FailureRecord {
-                            parse_time,
-                            source_id: Some(source.id.clone()),
-                            source_label: Some(source.name.clone()),
-                            log_type: log_type.clone(),
-                            failure,
-                        },
-                    )),
                     Verdict::Skip => {}
                 }
             }

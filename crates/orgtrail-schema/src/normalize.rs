@@ -119,6 +119,20 @@ pub struct Failure {
     pub payload_base64: Option<String>,
 }
 
+/// The start of the error of a line whose JSON parse stopped before its end.
+const INVALID_JSON: &str = "invalid JSON: ";
+
+impl Failure {
+    /// The parse stopped before the end of the line (a syntax error, or text after the value), so
+    /// the rest of it was not read and the line may not be JSON at all. Any other failure comes from
+    /// a parse that read the whole line as valid JSON.
+    pub fn parse_stopped(&self) -> bool {
+        self.errors
+            .iter()
+            .any(|e| e.path == "$" && e.message.starts_with(INVALID_JSON))
+    }
+}
+
 /// What became of one input line.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome<'a> {
@@ -314,7 +328,7 @@ fn decode_text<'s, 'a, S: Sink<'a>>(
     .and_then(|v| de.end().map(|()| v));
     if let Err(e) = parsed {
         ctx.path.clear();
-        ctx.error(format!("invalid JSON: {e}"));
+        ctx.error(format!("{INVALID_JSON}{e}"));
     }
     if !ctx.errors.is_empty() {
         sink.abort_row();

@@ -714,3 +714,25 @@ fields:
     let fourth = run(&n, r#"{"n":1}"#).unwrap();
     assert!(fourth.get("p_any_emails").is_none());
 }
+
+#[test]
+fn a_failure_says_whether_the_parse_stopped_before_the_end_of_the_line() {
+    let n = atlassian();
+    let failure = |line: &str| match n.normalize_at(line.as_bytes(), PARSE_TIME.parse().unwrap()) {
+        Outcome::Failure(f) => f,
+        other => panic!("{line}: {other:?}"),
+    };
+    // Read to the end, valid JSON: a schema failure (a required field missing, a wrong kind).
+    assert!(!failure(r#"{"type":"events","id":"a"}"#).parse_stopped());
+    assert!(!failure(r#"{"type":"events","id":"a","attributes":[1],"links":{}}"#).parse_stopped());
+    // Stopped: a syntax error, a truncated line, text after the value.
+    for line in [
+        r#"{"type":"events","id":tru}"#,
+        r#"{"type":"events","id":"a""#,
+        r#"{"type":"events"} {"#,
+    ] {
+        let f = failure(line);
+        assert!(f.parse_stopped(), "{line}: {f:?}");
+        assert!(serde_json::from_str::<Json>(line).is_err());
+    }
+}
