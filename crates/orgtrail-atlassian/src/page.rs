@@ -231,6 +231,16 @@ struct Head<'a> {
     time: Option<Range<usize>>,
 }
 
+const ONES: u64 = 0x0101_0101_0101_0101;
+
+/// The bytes of `w` (little-endian) that are `"` or `\`, each marked by its high bit. A byte after
+/// a marked one may be marked wrongly (a borrow), so only the lowest mark is to be trusted.
+fn quote_or_backslash(w: u64) -> u64 {
+    let q = w ^ (ONES * u64::from(b'"'));
+    let b = w ^ (ONES * u64::from(b'\\'));
+    (q.wrapping_sub(ONES) & !q | b.wrapping_sub(ONES) & !b) & (ONES << 7)
+}
+
 /// A cursor over JSON text that matches strings and brackets only (see [`head`] and
 /// [`Envelope::split`]). Malformed text ends the scan or is reported: every index is checked, so
 /// nothing panics.
@@ -260,21 +270,33 @@ impl<'a> Scan<'a> {
 
     /// From an opening quote to just after the closing one; false when the text ends first.
     fn string(&mut self) -> bool {
-        self.i += 1;
-        while let Some(k) = self
-            .b()
-            .get(self.i..)
-            .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
-        {
-            self.i += k;
-            if self.b()[self.i] == b'"' {
-                self.i += 1;
-                return true;
+        let b = self.b();
+        let mut i = self.i + 1;
+        loop {
+            // Eight bytes at a time up to the next quote or backslash: most strings are a few
+            // bytes long, and a call to memchr for each cost more than the scan.
+            while let Some(w) = b.get(i..i + 8).and_then(|c| <[u8; 8]>::try_from(c).ok()) {
+                let found = quote_or_backslash(u64::from_le_bytes(w));
+                if found != 0 {
+                    i += found.trailing_zeros() as usize / 8;
+                    break;
+                }
+                i += 8;
             }
-            self.i += 2; // an escape: the escaped character does not end the string
+            match b.get(i) {
+                Some(b'"') => {
+                    self.i = i + 1;
+                    return true;
+                }
+                // An escape: the escaped character does not end the string.
+                Some(b'\\') => i += 2,
+                Some(_) => i += 1,
+                None => {
+                    self.i = b.len();
+                    return false;
+                }
+            }
         }
-        self.i = self.b().len();
-        false
     }
 
     /// Skips the value at the cursor and returns its span: `None` when the text ends inside it,

@@ -89,10 +89,13 @@ impl<T: Default> Prim<T> {
     }
 }
 
-/// The vector without its spare room: the batch keeps it in memory until it is written, and
-/// shrinking gives the room back in place (no copy).
+/// The vector without much spare room: the batch keeps it in memory until it is written. Up to a
+/// quarter more than its length is kept: a builder reserves an eighth more than its size hint, and
+/// shrinking a vector by a little may move it (the allocator cannot always give the end back).
 fn exact<T>(mut v: Vec<T>) -> Vec<T> {
-    v.shrink_to_fit();
+    if v.capacity() - v.len() > v.len() / 4 {
+        v.shrink_to_fit();
+    }
     v
 }
 
@@ -413,10 +416,14 @@ impl RowsBuilder {
         })
     }
 
-    /// Reserves room for about as many values as `hint` (taken from a builder of similar rows)
-    /// says, so the columns do not grow (and copy) value by value.
+    /// Reserves room for an eighth more values than `hint` (taken from a builder of similar rows)
+    /// says, so the columns do not grow (and copy) value by value, nor when the next rows are a
+    /// little larger.
     pub fn with_size_hint(mut self, hint: &SizeHint) -> Self {
-        let mut sizes = hint.0.iter().map(|&(n, bytes)| (n, bytes));
+        let mut sizes = hint
+            .0
+            .iter()
+            .map(|&(n, bytes)| (n + n / 8, bytes + bytes / 8));
         for c in &mut self.columns {
             c.reserve(&mut sizes);
         }

@@ -12,6 +12,7 @@
 
 mod compile;
 pub mod indicators;
+mod json;
 mod model;
 mod normalize;
 mod output;

@@ -1,7 +1,7 @@
 //! The normalizer: one JSON line in, one row or one classification failure out.
 //!
-//! It decodes the line straight into the schema's shape with serde seeds (no intermediate
-//! `serde_json::Value`): unknown keys are skipped, scalars are read from their raw JSON text so that
+//! It decodes the line straight into the schema's shape with a [`Reader`] (no intermediate value
+//! tree): unknown keys are skipped, scalars are read from their raw JSON text so that
 //! Panther's coercions see the literal (a number's text, a string's bytes), `json` fields keep their
 //! bytes verbatim, and every type or rule violation is recorded with its JSON path instead of stopping
 //! at the first.
@@ -12,11 +12,10 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde::Serialize;
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use crate::indicators::Indicators;
+use crate::json::{JsonError, Raw, Reader};
 use crate::schema::{Field, IpVersion, Schema, StringRules, Type};
 use crate::sink::{Owned, Sink, Standard, TreeSink};
 use crate::time::TimeFormat;
@@ -317,15 +316,9 @@ fn decode_text<'s, 'a, S: Sink<'a>>(
         return Err(Verdict::Skip);
     }
     let mut ctx = Ctx::new(fields, event_id);
-    let mut de = serde_json::Deserializer::from_str(trimmed);
-    let parsed = FieldsSeed {
-        fields,
-        embedded: false,
-        ctx: &mut ctx,
-        sink: &mut *sink,
-    }
-    .deserialize(&mut de)
-    .and_then(|v| de.end().map(|()| v));
+    let mut reader = Reader::new(trimmed);
+    let parsed =
+        object(&mut reader, fields, false, &mut ctx, sink).and_then(|v| reader.end().map(|()| v));
     if let Err(e) = parsed {
         ctx.path.clear();
         ctx.error(format!("{INVALID_JSON}{e}"));
@@ -503,333 +496,199 @@ fn show(raw: &str) -> String {
     format!("{}…", &raw[..end])
 }
 
-/// The content of a raw JSON string literal.
-fn decode_str(raw: &str) -> Cow<'_, str> {
-    let inner = &raw[1..raw.len() - 1];
-    if !inner.contains('\\') {
-        return Cow::Borrowed(inner);
-    }
-    // The literal was already validated by the parser, so this cannot fail; keep the raw text if
-    // it somehow does rather than lose it.
-    serde_json::from_str::<String>(raw).map_or(Cow::Borrowed(inner), Cow::Owned)
-}
-
-struct FieldsSeed<'s, 'c, S> {
-    fields: &'s [Field],
-    embedded: bool,
-    ctx: &'c mut Ctx<'s>,
-    sink: &'c mut S,
-}
-
 pub(crate) type Slots<'de> = Vec<Option<Value<'de>>>;
 
-impl<'de, 's, S: Sink<'de>> DeserializeSeed<'de> for FieldsSeed<'s, '_, S> {
-    /// Whether the object is present.
-    type Value = bool;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
+/// The content of a raw JSON string literal (`escaped`: it has escapes to decode).
+fn decode_str(raw: Raw<'_>) -> Cow<'_, str> {
+    let inner = &raw.text[1..raw.text.len() - 1];
+    if !raw.escaped {
+        return Cow::Borrowed(inner);
     }
+    // The literal was already checked by the reader; a `\u` escape of half a surrogate pair
+    // cannot be decoded, and then the raw text is kept rather than lost.
+    serde_json::from_str::<String>(raw.text).map_or(Cow::Borrowed(inner), Cow::Owned)
 }
 
-/// Matches an object key against the schema's field names without allocating, trying `next`
-/// first: objects usually list their keys in the schema's order, so the field after the last one
-/// found is most often the one.
-struct KeySeed<'s> {
-    fields: &'s [Field],
-    next: usize,
+/// The field named `key` (a raw key), trying `next` first: objects usually list their keys in the
+/// schema's order, so the field after the last one found is most often the one.
+fn field_of(fields: &[Field], next: usize, key: Raw<'_>) -> Option<usize> {
+    let name = decode_str(key);
+    if fields.get(next).is_some_and(|f| f.name == *name) {
+        return Some(next);
+    }
+    fields.iter().position(|f| f.name == *name)
 }
 
-impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
-    type Value = Option<usize>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeySeed<'_> {
-    type Value = Option<usize>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an object key")
-    }
-
-    fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
-        if self.fields.get(self.next).is_some_and(|f| f.name == key) {
-            return Ok(Some(self.next));
-        }
-        Ok(self.fields.iter().position(|f| f.name == key))
-    }
-}
-
-/// What to do with a value of the wrong JSON kind: record the error, consume it, yield absent.
-macro_rules! wrong_kind {
-    ($expected:literal) => {
-        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
-            self.ctx.error(format!(
-                concat!("expected ", $expected, ", got the boolean {}"),
-                v
-            ));
-            self.sink.null();
-            Ok(false)
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-            self.ctx.error(format!(
-                concat!("expected ", $expected, ", got the number {}"),
-                v
-            ));
-            self.sink.null();
-            Ok(false)
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-            self.ctx.error(format!(
-                concat!("expected ", $expected, ", got the number {}"),
-                v
-            ));
-            self.sink.null();
-            Ok(false)
-        }
-        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-            self.ctx.error(format!(
-                concat!("expected ", $expected, ", got the number {}"),
-                v
-            ));
-            self.sink.null();
-            Ok(false)
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            self.sink.null();
-            Ok(false)
-        }
+/// A value of the wrong JSON kind where `expected` was due: records the error, reads past it,
+/// and yields absent (`null` is absent without an error).
+fn wrong_kind<'t, S: Sink<'t>>(
+    r: &mut Reader<'t>,
+    expected: &str,
+    ctx: &mut Ctx<'_>,
+    sink: &mut S,
+) -> Result<bool, JsonError> {
+    let raw = r.value()?;
+    let got = match raw.text.as_bytes()[0] {
+        b'n' => None,
+        b't' | b'f' => Some(format!("the boolean {}", raw.text)),
+        b'"' => Some(format!(
+            "the string {}",
+            show(&format!("{:?}", decode_str(raw)))
+        )),
+        b'[' => Some("an array".to_owned()),
+        b'{' => Some("an object".to_owned()),
+        _ => Some(format!("the number {}", raw.text)),
     };
+    if let Some(got) = got {
+        ctx.error(format!("expected {expected}, got {got}"));
+    }
+    sink.null();
+    Ok(false)
 }
 
-impl<'de, 's, S: Sink<'de>> Visitor<'de> for FieldsSeed<'s, '_, S> {
-    type Value = bool;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    wrong_kind!("an object");
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        if !self.embedded {
-            self.ctx.error(format!(
-                "expected an object, got the string {}",
-                show(&format!("{v:?}"))
-            ));
-            self.sink.null();
-            return Ok(false);
+/// Reads the object at the cursor for `fields` (`embedded`: or a string holding it) into `sink`;
+/// whether it is present.
+fn object<'t, 's, S: Sink<'t>>(
+    r: &mut Reader<'t>,
+    fields: &'s [Field],
+    embedded: bool,
+    ctx: &mut Ctx<'s>,
+    sink: &mut S,
+) -> Result<bool, JsonError> {
+    match r.peek_value()? {
+        b'{' => {}
+        b'"' if embedded => {
+            let content = decode_str(r.string()?);
+            let mut nested = Reader::new(&content);
+            let parsed = object(&mut nested, fields, false, ctx, &mut Owned(sink))
+                .and_then(|x| nested.end().map(|()| x));
+            return Ok(parsed.unwrap_or_else(|e| {
+                // The row is a failure: what reached the sink is dropped with it.
+                ctx.error(format!(
+                    "isEmbeddedJSON: the string is not a JSON object: {e}"
+                ));
+                false
+            }));
         }
-        let mut nested = serde_json::Deserializer::from_str(v);
-        let (fields, ctx) = (self.fields, self.ctx);
-        let parsed = FieldsSeed {
-            fields,
-            embedded: false,
-            ctx: &mut *ctx,
-            sink: &mut Owned(self.sink),
-        }
-        .deserialize(&mut nested)
-        .and_then(|x| nested.end().map(|()| x));
-        parsed.or_else(|e| {
-            // The row is a failure: what reached the sink is dropped with it.
-            ctx.error(format!(
-                "isEmbeddedJSON: the string is not a JSON object: {e}"
-            ));
-            Ok(false)
-        })
+        _ => return wrong_kind(r, "an object", ctx, sink),
     }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        self.ctx.error("expected an object, got an array".into());
-        self.sink.null();
-        Ok(false)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let (fields, ctx, sink) = (self.fields, self.ctx, self.sink);
-        sink.begin_object(fields.len());
-        let base = ctx.present.len();
-        ctx.present.resize(base + fields.len(), false);
-        let mut next = 0;
-        while let Some(key) = map.next_key_seed(KeySeed { fields, next })? {
-            match key {
-                Some(i) => {
-                    next = i + 1;
-                    ctx.path.push(Seg::Key(i));
-                    if let Some(id) = ctx.event_id_path
-                        && ctx.array_depth == 0
-                        && ctx.at(id, true)
-                    {
-                        // The event id is the value of its path as last read.
-                        ctx.has_event_id = false;
-                    }
-                    sink.field(i);
-                    ctx.present[base + i] = map.next_value_seed(ValueSeed {
-                        ty: &fields[i].ty,
-                        ctx: &mut *ctx,
-                        sink: &mut *sink,
-                    })?;
-                    ctx.path.pop();
-                }
-                None => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
+    r.enter()?;
+    sink.begin_object(fields.len());
+    let base = ctx.present.len();
+    ctx.present.resize(base + fields.len(), false);
+    let mut next = 0;
+    let mut first = true;
+    while let Some(key) = r.next_key(&mut first)? {
+        let Some(i) = field_of(fields, next, key) else {
+            r.value()?;
+            continue;
+        };
+        next = i + 1;
+        ctx.path.push(Seg::Key(i));
+        if let Some(id) = ctx.event_id_path
+            && ctx.array_depth == 0
+            && ctx.at(id, true)
+        {
+            // The event id is the value of its path as last read.
+            ctx.has_event_id = false;
         }
-        if ctx.array_depth == 0 {
-            for (i, field) in fields.iter().enumerate() {
-                if field.required && !ctx.present[base + i] {
-                    ctx.path.push(Seg::Key(i));
-                    let what = match field.ty {
-                        Type::String(_) | Type::Object { .. } | Type::Json { .. } => {
-                            "missing or null"
-                        }
-                        Type::Array { .. } => "missing, null or empty",
-                        _ => "missing, null or \"\"",
-                    };
-                    ctx.error(format!("required field is {what}"));
-                    ctx.path.pop();
-                }
-            }
-        }
-        ctx.present.truncate(base);
-        sink.end_object();
-        Ok(true)
+        sink.field(i);
+        ctx.present[base + i] = value(r, &fields[i].ty, ctx, sink)?;
+        ctx.path.pop();
     }
-}
-
-struct ValueSeed<'s, 'c, S> {
-    ty: &'s Type,
-    ctx: &'c mut Ctx<'s>,
-    sink: &'c mut S,
-}
-
-impl<'de, 's, S: Sink<'de>> DeserializeSeed<'de> for ValueSeed<'s, '_, S> {
-    /// Whether the value is present.
-    type Value = bool;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        match self.ty {
-            Type::Object {
-                fields,
-                embedded_json,
-            } => FieldsSeed {
-                fields,
-                embedded: *embedded_json,
-                ctx: self.ctx,
-                sink: self.sink,
-            }
-            .deserialize(d),
-            Type::Array {
-                element,
-                embedded_json,
-            } => d.deserialize_any(ArrayVisitor {
-                element,
-                embedded: *embedded_json,
-                ctx: self.ctx,
-                sink: self.sink,
-            }),
-            ty => {
-                let raw = <&'de RawValue>::deserialize(d)?;
-                Ok(match scalar(ty, raw.get(), self.ctx) {
-                    Some(v) => {
-                        self.sink.scalar(v);
-                        true
-                    }
-                    None => {
-                        self.sink.null();
-                        false
-                    }
-                })
+    if ctx.array_depth == 0 {
+        for (i, field) in fields.iter().enumerate() {
+            if field.required && !ctx.present[base + i] {
+                ctx.path.push(Seg::Key(i));
+                let what = match field.ty {
+                    Type::String(_) | Type::Object { .. } | Type::Json { .. } => "missing or null",
+                    Type::Array { .. } => "missing, null or empty",
+                    _ => "missing, null or \"\"",
+                };
+                ctx.error(format!("required field is {what}"));
+                ctx.path.pop();
             }
         }
     }
+    ctx.present.truncate(base);
+    sink.end_object();
+    Ok(true)
 }
 
-use serde::Deserialize as _;
-
-struct ArrayVisitor<'s, 'c, S> {
+/// Reads the array at the cursor (`embedded`: or a string holding it) into `sink`; whether it is
+/// present (it has elements).
+fn array<'t, 's, S: Sink<'t>>(
+    r: &mut Reader<'t>,
     element: &'s Type,
     embedded: bool,
-    ctx: &'c mut Ctx<'s>,
-    sink: &'c mut S,
+    ctx: &mut Ctx<'s>,
+    sink: &mut S,
+) -> Result<bool, JsonError> {
+    match r.peek_value()? {
+        b'[' => {}
+        b'"' if embedded => {
+            let content = decode_str(r.string()?);
+            let mut nested = Reader::new(&content);
+            let parsed = array(&mut nested, element, false, ctx, &mut Owned(sink))
+                .and_then(|x| nested.end().map(|()| x));
+            return Ok(parsed.unwrap_or_else(|e| {
+                // The row is a failure: what reached the sink is dropped with it.
+                ctx.error(format!(
+                    "isEmbeddedJSON: the string is not a JSON array: {e}"
+                ));
+                false
+            }));
+        }
+        _ => return wrong_kind(r, "an array", ctx, sink),
+    }
+    r.enter()?;
+    ctx.array_depth += 1;
+    sink.begin_array();
+    let mut items = 0;
+    let mut first = true;
+    while r.next_element(&mut first)? {
+        ctx.path.push(Seg::Index(items));
+        value(r, element, ctx, sink)?;
+        ctx.path.pop();
+        items += 1;
+    }
+    sink.end_array();
+    ctx.array_depth -= 1;
+    Ok(items > 0)
 }
 
-impl<'de, 's, S: Sink<'de>> Visitor<'de> for ArrayVisitor<'s, '_, S> {
-    /// Whether the array is present (it has elements).
-    type Value = bool;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON array")
-    }
-
-    wrong_kind!("an array");
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        if !self.embedded {
-            self.ctx.error(format!(
-                "expected an array, got the string {}",
-                show(&format!("{v:?}"))
-            ));
-            self.sink.null();
-            return Ok(false);
-        }
-        let mut nested = serde_json::Deserializer::from_str(v);
-        let (element, ctx) = (self.element, self.ctx);
-        let result = nested
-            .deserialize_any(ArrayVisitor {
-                element,
-                embedded: false,
-                ctx: &mut *ctx,
-                sink: &mut Owned(self.sink),
-            })
-            .and_then(|x| nested.end().map(|()| x));
-        result.or_else(|e| {
-            // The row is a failure: what reached the sink is dropped with it.
-            ctx.error(format!(
-                "isEmbeddedJSON: the string is not a JSON array: {e}"
-            ));
-            Ok(false)
-        })
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        self.ctx.error("expected an array, got an object".into());
-        self.sink.null();
-        Ok(false)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let (ctx, sink) = (self.ctx, self.sink);
-        ctx.array_depth += 1;
-        sink.begin_array();
-        let mut items = 0;
-        loop {
-            ctx.path.push(Seg::Index(items));
-            let item = seq.next_element_seed(ValueSeed {
-                ty: self.element,
-                ctx: &mut *ctx,
-                sink: &mut *sink,
-            })?;
-            ctx.path.pop();
-            match item {
-                None => break,
-                Some(_) => items += 1,
+/// Reads the value at the cursor as a `ty` into `sink`; whether it is present.
+fn value<'t, 's, S: Sink<'t>>(
+    r: &mut Reader<'t>,
+    ty: &'s Type,
+    ctx: &mut Ctx<'s>,
+    sink: &mut S,
+) -> Result<bool, JsonError> {
+    match ty {
+        Type::Object {
+            fields,
+            embedded_json,
+        } => object(r, fields, *embedded_json, ctx, sink),
+        Type::Array {
+            element,
+            embedded_json,
+        } => array(r, element, *embedded_json, ctx, sink),
+        ty => Ok(match scalar(ty, r.value()?, ctx) {
+            Some(v) => {
+                sink.scalar(v);
+                true
             }
-        }
-        sink.end_array();
-        ctx.array_depth -= 1;
-        Ok(items > 0)
+            None => {
+                sink.null();
+                false
+            }
+        }),
     }
 }
 
 /// Applies Panther's coercions for a scalar type to a raw JSON value.
-fn scalar<'de>(ty: &Type, raw: &'de str, ctx: &mut Ctx<'_>) -> Option<Value<'de>> {
+fn scalar<'de>(ty: &Type, value: Raw<'de>, ctx: &mut Ctx<'_>) -> Option<Value<'de>> {
+    let raw = value.text;
     let first = raw.as_bytes().first().copied();
     if first == Some(b'n') {
         return None; // null = absent
@@ -839,12 +698,13 @@ fn scalar<'de>(ty: &Type, raw: &'de str, ctx: &mut Ctx<'_>) -> Option<Value<'de>
     match ty {
         Type::Json { embedded_json } => {
             if *embedded_json && is_str {
-                let content = decode_str(raw);
+                let content = decode_str(value);
                 if content.is_empty() {
                     return None;
                 }
-                return match serde_json::from_str::<&RawValue>(&content) {
-                    Ok(_) => Some(Value::Json(Cow::Owned(content.trim().to_owned()))),
+                let mut nested = Reader::new(&content);
+                return match nested.value().and_then(|_| nested.end()) {
+                    Ok(()) => Some(Value::Json(Cow::Owned(content.trim().to_owned()))),
                     Err(e) => {
                         ctx.error(format!("isEmbeddedJSON: the string is not JSON: {e}"));
                         None
@@ -855,7 +715,7 @@ fn scalar<'de>(ty: &Type, raw: &'de str, ctx: &mut Ctx<'_>) -> Option<Value<'de>
         }
         Type::String(st) => {
             let s: Cow<'de, str> = match first {
-                Some(b'"') => decode_str(raw),
+                Some(b'"') => decode_str(value),
                 Some(b't') => Cow::Borrowed("true"),
                 Some(b'f') => Cow::Borrowed("false"),
                 _ if is_num => Cow::Borrowed(raw),
@@ -893,7 +753,7 @@ fn scalar<'de>(ty: &Type, raw: &'de str, ctx: &mut Ctx<'_>) -> Option<Value<'de>
         }
         Type::Int(width) => {
             let text: Cow<str> = if is_str {
-                decode_str(raw)
+                decode_str(value)
             } else {
                 Cow::Borrowed(raw)
             };
@@ -929,7 +789,7 @@ fn scalar<'de>(ty: &Type, raw: &'de str, ctx: &mut Ctx<'_>) -> Option<Value<'de>
         }
         Type::Float => {
             let text: Cow<str> = if is_str {
-                decode_str(raw)
+                decode_str(value)
             } else {
                 Cow::Borrowed(raw)
             };
@@ -953,7 +813,7 @@ fn scalar<'de>(ty: &Type, raw: &'de str, ctx: &mut Ctx<'_>) -> Option<Value<'de>
         }
         Type::Boolean => {
             let text: Cow<str> = if is_str {
-                decode_str(raw)
+                decode_str(value)
             } else {
                 Cow::Borrowed(raw)
             };
@@ -986,7 +846,7 @@ fn scalar<'de>(ty: &Type, raw: &'de str, ctx: &mut Ctx<'_>) -> Option<Value<'de>
                 return None;
             }
             let text: Cow<str> = if is_str {
-                decode_str(raw)
+                decode_str(value)
             } else {
                 Cow::Borrowed(raw)
             };
