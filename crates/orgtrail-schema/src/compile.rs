@@ -218,12 +218,12 @@ impl Compiler<'_> {
             let Some(ty) = self.node(node, &fpath, inherited, child_index.as_deref()) else {
                 continue;
             };
-            out.push(Field {
-                name: name.to_owned(),
-                required: f.required,
-                description: f.description.clone(),
+            out.push(Field::new(
+                name.to_owned(),
+                f.required,
+                f.description.clone(),
                 ty,
-            });
+            ));
         }
         out
     }

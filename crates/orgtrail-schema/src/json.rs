@@ -40,6 +40,15 @@ pub(crate) struct Raw<'t> {
     pub(crate) escaped: bool,
 }
 
+/// An object key read by [`Reader::next_key`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Key<'t> {
+    /// The key expected.
+    Expected,
+    /// Another key, as written.
+    Raw(Raw<'t>),
+}
+
 /// A cursor over JSON text.
 pub(crate) struct Reader<'t> {
     text: &'t str,
@@ -137,7 +146,13 @@ impl<'t> Reader<'t> {
 
     /// In an object just entered: the next key, read up to its colon, or `None` at the closing
     /// brace (the object is left). `first` is true before the first key and is then cleared.
-    pub(crate) fn next_key(&mut self, first: &mut bool) -> Result<Option<Raw<'t>>, JsonError> {
+    /// `expected`: a key most likely next, written without escapes: when the key is that one, it
+    /// is matched byte for byte instead of scanned ([`Key::Expected`]).
+    pub(crate) fn next_key(
+        &mut self,
+        first: &mut bool,
+        expected: Option<&str>,
+    ) -> Result<Option<Key<'t>>, JsonError> {
         self.ws();
         match self.bytes().get(self.i) {
             Some(b'}') => {
@@ -153,10 +168,20 @@ impl<'t> Reader<'t> {
             _ => {}
         }
         *first = false;
-        if self.bytes().get(self.i) != Some(&b'"') {
+        let b = self.bytes();
+        if b.get(self.i) != Some(&b'"') {
             return Err(self.error("expected a key (a string)"));
         }
-        let key = self.string()?;
+        let key = match expected {
+            Some(name)
+                if b.get(self.i + 1..self.i + 1 + name.len()) == Some(name.as_bytes())
+                    && b.get(self.i + 1 + name.len()) == Some(&b'"') =>
+            {
+                self.i += name.len() + 2;
+                Key::Expected
+            }
+            _ => Key::Raw(self.string()?),
+        };
         self.expect(b':', "expected `:` after an object key")?;
         Ok(Some(key))
     }
@@ -189,7 +214,7 @@ impl<'t> Reader<'t> {
             b'{' => {
                 self.enter()?;
                 let mut first = true;
-                while self.next_key(&mut first)?.is_some() {
+                while self.next_key(&mut first, None)?.is_some() {
                     self.value()?;
                 }
             }

@@ -15,7 +15,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::indicators::Indicators;
-use crate::json::{JsonError, Raw, Reader};
+use crate::json::{JsonError, Key, Raw, Reader};
 use crate::schema::{Field, IpVersion, Schema, StringRules, Type};
 use crate::sink::{Owned, Sink, Standard, TreeSink};
 use crate::time::TimeFormat;
@@ -509,13 +509,10 @@ fn decode_str(raw: Raw<'_>) -> Cow<'_, str> {
     serde_json::from_str::<String>(raw.text).map_or(Cow::Borrowed(inner), Cow::Owned)
 }
 
-/// The field named `key` (a raw key), trying `next` first: objects usually list their keys in the
-/// schema's order, so the field after the last one found is most often the one.
-fn field_of(fields: &[Field], next: usize, key: Raw<'_>) -> Option<usize> {
+/// The field named `key` (a raw key). The reader matched the field after the last one found
+/// first: objects usually list their keys in the schema's order.
+fn field_of(fields: &[Field], key: Raw<'_>) -> Option<usize> {
     let name = decode_str(key);
-    if fields.get(next).is_some_and(|f| f.name == *name) {
-        return Some(next);
-    }
     fields.iter().position(|f| f.name == *name)
 }
 
@@ -578,10 +575,21 @@ fn object<'t, 's, S: Sink<'t>>(
     ctx.present.resize(base + fields.len(), false);
     let mut next = 0;
     let mut first = true;
-    while let Some(key) = r.next_key(&mut first)? {
-        let Some(i) = field_of(fields, next, key) else {
-            r.value()?;
-            continue;
+    loop {
+        let expected = fields
+            .get(next)
+            .filter(|f| f.plain_name)
+            .map(|f| f.name.as_str());
+        let i = match r.next_key(&mut first, expected)? {
+            None => break,
+            Some(Key::Expected) => next,
+            Some(Key::Raw(key)) => match field_of(fields, key) {
+                Some(i) => i,
+                None => {
+                    r.value()?;
+                    continue;
+                }
+            },
         };
         next = i + 1;
         ctx.path.push(Seg::Key(i));

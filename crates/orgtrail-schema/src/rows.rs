@@ -48,23 +48,18 @@ impl RowReader {
             } else {
                 Type::String(StringType::default())
             };
-            fields.push(Field {
-                name: name.to_owned(),
-                required,
-                description: None,
-                ty,
-            });
+            fields.push(Field::new(name.to_owned(), required, None, ty));
         }
         for f in &schema.indicator_fields {
-            fields.push(Field {
-                name: f.column().to_owned(),
-                required: false,
-                description: None,
-                ty: Type::Array {
+            fields.push(Field::new(
+                f.column().to_owned(),
+                false,
+                None,
+                Type::Array {
                     element: Box::new(Type::String(StringType::default())),
                     embedded_json: false,
                 },
-            });
+            ));
         }
         RowReader {
             fields,
@@ -196,10 +191,5 @@ fn plain(f: &Field) -> Field {
             other => other.clone(),
         }
     }
-    Field {
-        name: f.name.clone(),
-        required: f.required,
-        description: None,
-        ty: ty(&f.ty),
-    }
+    Field::new(f.name.clone(), f.required, None, ty(&f.ty))
 }

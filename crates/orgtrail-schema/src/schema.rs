@@ -33,6 +33,22 @@ pub struct Field {
     pub required: bool,
     pub description: Option<String>,
     pub ty: Type,
+    /// The name is written in JSON as it is, between quotes (no character to escape), so a key
+    /// can be matched against it byte for byte.
+    pub(crate) plain_name: bool,
+}
+
+impl Field {
+    pub fn new(name: String, required: bool, description: Option<String>, ty: Type) -> Field {
+        let plain_name = !name.bytes().any(|c| c < 0x20 || c == b'"' || c == b'\\');
+        Field {
+            name,
+            required,
+            description,
+            ty,
+            plain_name,
+        }
+    }
 }
 
 /// The value type of a field or array element.

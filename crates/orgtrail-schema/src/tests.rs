@@ -301,6 +301,55 @@ fn coercions_follow_panther() {
 }
 
 #[test]
+fn keys_match_in_any_order_and_when_escaped() {
+    // Names that JSON writes with escapes (a quote, a backslash) and plain ones.
+    let n = custom(
+        r#"
+schema: Custom.Keys
+fields:
+  - name: a
+    type: string
+  - name: 'q"uote'
+    type: string
+  - name: 'back\slash'
+    type: string
+  - name: b
+    type: string
+"#,
+    );
+    let expected = json!({"a": "1", "q\"uote": "2", "back\\slash": "3", "b": "4"});
+    for line in [
+        r#"{"a":"1","q\"uote":"2","back\\slash":"3","b":"4"}"#,
+        r#"{"b":"4","back\\slash":"3","q\"uote":"2","a":"1"}"#,
+        r#"{"\u0061":"1","q\u0022uote":"2","back\u005cslash":"3","\u0062":"4"}"#,
+        r#"{"a" : "1" , "x":{"a":"no"}, "q\"uote":"2","back\\slash":"3","ab":"no","b":"4"}"#,
+    ] {
+        let v = run(&n, line).unwrap();
+        for (k, want) in expected.as_object().unwrap() {
+            assert_eq!(&v[k], want, "{k} in {line}");
+        }
+    }
+    // The raw text of a name is not its JSON form, also where that field is the one expected next:
+    // `"q"uote"` ends at the second quote, and `\s` is no escape.
+    for bad in [
+        r#"{"a":"1","q"uote":"2"}"#,
+        r#"{"a":"1","q\"uote":"2","back\slash":"3"}"#,
+        r#"{"a":"1","b"}"#,
+        r#"{"a":"1","b":}"#,
+        r#"{"a":"1","b""#,
+    ] {
+        assert!(
+            errors(&n, bad)[0].starts_with("$: invalid JSON: "),
+            "{bad}: {:?}",
+            errors(&n, bad)
+        );
+    }
+    // A key that begins like the expected one is another key.
+    let v = run(&n, r#"{"a":"1","q\"uotes":"x","bb":"y"}"#).unwrap();
+    assert_eq!((v.get("q\"uote"), v.get("b")), (None, None));
+}
+
+#[test]
 fn required_and_validate_rules() {
     let n = custom(
         r#"
