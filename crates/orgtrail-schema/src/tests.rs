@@ -785,3 +785,32 @@ fn a_failure_says_whether_the_parse_stopped_before_the_end_of_the_line() {
         assert!(serde_json::from_str::<Json>(line).is_err());
     }
 }
+
+proptest::proptest! {
+    /// The normalizer reads lines with its own JSON reader: with a byte of a real event removed,
+    /// replaced or inserted, the line is a row or a failure of the schema's rules exactly when
+    /// serde_json takes it as JSON, and otherwise a failure whose parse stopped.
+    #[test]
+    fn a_damaged_event_is_json_to_the_normalizer_exactly_when_it_is_to_serde(
+        at in proptest::prelude::any::<proptest::sample::Index>(),
+        edit in 0..3u8,
+        byte in proptest::sample::select(b"\"\\{}[]:,0-.eE tfnu\x01a".to_vec()),
+    ) {
+        let mut line = EXAMPLE.as_bytes().to_vec();
+        let at = at.index(line.len() + 1);
+        match edit {
+            0 if at < line.len() => {
+                line.remove(at);
+            }
+            1 if at < line.len() => line[at] = byte,
+            _ => line.insert(at, byte),
+        }
+        let serde = serde_json::from_slice::<serde::de::IgnoredAny>(&line).is_ok();
+        let read_whole = match atlassian().normalize(&line) {
+            Outcome::Row(_) => true,
+            Outcome::Failure(f) => !f.parse_stopped(),
+            Outcome::Skip => false,
+        };
+        proptest::prop_assert_eq!(read_whole, serde, "{}", String::from_utf8_lossy(&line));
+    }
+}
