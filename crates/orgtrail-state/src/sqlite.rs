@@ -693,7 +693,8 @@ impl StateStore for SqliteStore {
         }
         for (sql, ctx) in [
             (
-                "DELETE FROM seen WHERE source_id = ?1",
+                "DELETE FROM seen WHERE source_key = \
+                 (SELECT key FROM source_keys WHERE source_id = ?1)",
                 "removing a source's seen ids",
             ),
             (
@@ -811,13 +812,25 @@ impl StateStore for SqliteStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(StateError::db("recording a lake batch"))?;
+        // Claims name their source by a small number (`source_keys`), not its id text.
+        sqlx::query("INSERT INTO source_keys (source_id) VALUES (?1) ON CONFLICT DO NOTHING")
+            .bind(source_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(StateError::db("numbering a source's claims"))?;
+        let source_key: i64 =
+            sqlx::query_scalar("SELECT key FROM source_keys WHERE source_id = ?1")
+                .bind(source_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(StateError::db("numbering a source's claims"))?;
         let inserted = sqlx::query(
-            "INSERT INTO seen (source_id, at_ms, event_id, batch_seq) \
+            "INSERT INTO seen (source_key, at_ms, event_id, batch_seq) \
              SELECT ?1, CAST(substr(value, 1, instr(value, ':') - 1) AS INTEGER), \
              substr(value, instr(value, ':') + 1), ?2 FROM json_each(?3) WHERE true \
-             ON CONFLICT (source_id, at_ms, event_id) DO NOTHING",
+             ON CONFLICT (source_key, at_ms, event_id) DO NOTHING",
         )
-        .bind(source_id)
+        .bind(source_key)
         .bind(seq)
         .bind(&keys_json)
         .execute(&mut *tx)
@@ -831,12 +844,12 @@ impl StateStore for SqliteStore {
         } else {
             sqlx::query_scalar(
                 "SELECT s.event_id FROM json_each(?3) AS j JOIN seen AS s \
-                 ON s.source_id = ?1 \
+                 ON s.source_key = ?1 \
                  AND s.at_ms = CAST(substr(j.value, 1, instr(j.value, ':') - 1) AS INTEGER) \
                  AND s.event_id = substr(j.value, instr(j.value, ':') + 1) \
                  WHERE s.batch_seq IS NOT ?2",
             )
-            .bind(source_id)
+            .bind(source_key)
             .bind(seq)
             .bind(&keys_json)
             .fetch_all(&mut *tx)
@@ -983,11 +996,14 @@ impl StateStore for SqliteStore {
     }
 
     async fn seen_stats(&self, source_id: &str) -> Result<SeenStats> {
-        let seen: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM seen WHERE source_id = ?1")
-            .bind(source_id)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(StateError::db("counting seen ids"))?;
+        let seen: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM seen \
+             WHERE source_key = (SELECT key FROM source_keys WHERE source_id = ?1)",
+        )
+        .bind(source_id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(StateError::db("counting seen ids"))?;
         let unfinished = Self::unfinished_count(&self.pool, source_id).await?;
         Ok(SeenStats {
             seen_ids: to_u64("seen count", seen)?,

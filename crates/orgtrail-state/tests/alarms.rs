@@ -220,7 +220,7 @@ async fn a_database_at_version_3_without_version_2_gets_the_alarm_tables() {
     )
     .await;
     let store = open(&dir).await;
-    assert_eq!(store.schema_version().await.unwrap(), 4);
+    assert_eq!(store.schema_version().await.unwrap(), 5);
     let s = add(&store, "Acme").await;
     assert!(store.alarms(Some(&s.id)).await.unwrap().is_empty());
     assert_eq!(

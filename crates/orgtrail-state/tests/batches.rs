@@ -324,13 +324,14 @@ async fn ids_claimed_before_version_4_stay_claimed() {
            event_id TEXT NOT NULL, at_ms INTEGER NOT NULL, batch_seq INTEGER NOT NULL, \
            PRIMARY KEY (source_id, event_id)) WITHOUT ROWID; \
          INSERT INTO seen VALUES ('{id}', 'old-b', 2000, 0), ('{id}', 'old-a', 1000, 0); \
-         DELETE FROM schema_migrations WHERE version = 4;",
+         DROP TABLE source_keys; \
+         DELETE FROM schema_migrations WHERE version >= 4;",
             id = s.id
         ),
     )
     .await;
     let store = open(&dir).await;
-    assert_eq!(store.schema_version().await.unwrap(), 4);
+    assert_eq!(store.schema_version().await.unwrap(), 5);
     let claimed = store
         .begin_batch(
             &s.id,

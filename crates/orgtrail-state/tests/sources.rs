@@ -10,12 +10,12 @@ use orgtrail_state::{
 async fn migrations_on_fresh_and_reopened_db() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir).await;
-    assert_eq!(store.schema_version().await.unwrap(), 4);
+    assert_eq!(store.schema_version().await.unwrap(), 5);
     let s = add(&store, "Acme").await;
     store.close().await;
     drop(store);
     let store = open(&dir).await;
-    assert_eq!(store.schema_version().await.unwrap(), 4);
+    assert_eq!(store.schema_version().await.unwrap(), 5);
     assert_eq!(store.get_source("acme").await.unwrap().id, s.id);
     // WAL mode leaves a -wal file next to the database while it is open.
     assert!(dir.path().join("state.db-wal").exists());
