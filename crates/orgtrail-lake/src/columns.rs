@@ -9,7 +9,7 @@ use arrow::array::{
     ArrayRef, ArrowPrimitiveType, BooleanArray, ListArray, PrimitiveArray, RecordBatch,
     StringArray, StructArray, UInt32Array,
 };
-use arrow::buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
+use arrow::buffer::{BooleanBuffer, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow::compute::take;
 use arrow::datatypes::{
     ArrowNativeType, DataType, Float64Type, Int16Type, Int32Type, Int64Type, SchemaRef, TimeUnit,
@@ -99,9 +99,16 @@ fn exact<T>(mut v: Vec<T>) -> Vec<T> {
     v
 }
 
+/// The validity bitmap, or none when every value is present. Packed 64 flags at a time: Arrow's
+/// `From<Vec<bool>>` sets one bit after the other.
 fn nulls(valid: Vec<bool>) -> Option<NullBuffer> {
-    let nulls = NullBuffer::from(valid);
-    (nulls.null_count() > 0).then_some(nulls)
+    if !valid.contains(&false) {
+        return None;
+    }
+    Some(NullBuffer::new(BooleanBuffer::collect_bool(
+        valid.len(),
+        |i| valid[i],
+    )))
 }
 
 fn offset(n: usize) -> Option<i32> {
