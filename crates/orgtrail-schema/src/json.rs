@@ -85,7 +85,7 @@ impl<'t> Reader<'t> {
     }
 
     /// An error at the cursor.
-    pub(crate) fn error(&self, what: &'static str) -> JsonError {
+    fn error(&self, what: &'static str) -> JsonError {
         let before = &self.bytes()[..self.i.min(self.text.len())];
         let line_start = before
             .iter()
