@@ -153,21 +153,9 @@ impl<'t> Reader<'t> {
         first: &mut bool,
         expected: Option<&str>,
     ) -> Result<Option<Key<'t>>, JsonError> {
-        self.ws();
-        match self.bytes().get(self.i) {
-            Some(b'}') => {
-                self.i += 1;
-                self.depth -= 1;
-                return Ok(None);
-            }
-            Some(b',') if !*first => {
-                self.i += 1;
-                self.ws();
-            }
-            _ if !*first => return Err(self.error("expected `,` or `}` after an object member")),
-            _ => {}
+        if !self.next_item(first, b'}', "expected `,` or `}` after an object member")? {
+            return Ok(None);
         }
-        *first = false;
         let b = self.bytes();
         if b.get(self.i) != Some(&b'"') {
             return Err(self.error("expected a key (a string)"));
@@ -189,15 +177,31 @@ impl<'t> Reader<'t> {
     /// In an array just entered: whether another element follows (the cursor is before it), or
     /// false at the closing bracket (the array is left).
     pub(crate) fn next_element(&mut self, first: &mut bool) -> Result<bool, JsonError> {
+        self.next_item(first, b']', "expected `,` or `]` after an array element")
+    }
+
+    /// In an object or array just entered: false at its `close` bracket (it is left), else true
+    /// with the comma before the next item and the whitespace after it consumed (`first`: there is
+    /// none before the first item; it is then cleared).
+    #[inline(always)]
+    fn next_item(
+        &mut self,
+        first: &mut bool,
+        close: u8,
+        what: &'static str,
+    ) -> Result<bool, JsonError> {
         self.ws();
         match self.bytes().get(self.i) {
-            Some(b']') => {
+            Some(&c) if c == close => {
                 self.i += 1;
                 self.depth -= 1;
                 return Ok(false);
             }
-            Some(b',') if !*first => self.i += 1,
-            _ if !*first => return Err(self.error("expected `,` or `]` after an array element")),
+            Some(b',') if !*first => {
+                self.i += 1;
+                self.ws();
+            }
+            _ if !*first => return Err(self.error(what)),
             _ => {}
         }
         *first = false;

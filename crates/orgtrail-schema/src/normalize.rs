@@ -543,6 +543,30 @@ fn wrong_kind<'t, S: Sink<'t>>(
     Ok(false)
 }
 
+/// The string at the cursor holds `what` (`isEmbeddedJSON`): `read` reads its content, all of
+/// it, into `sink` (as owned values: the content does not live as long as the row); whether it is
+/// present. A content that is not `what` is an error of the row, not of the line.
+fn embedded_json<'t, 's, S: Sink<'t>>(
+    r: &mut Reader<'t>,
+    what: &str,
+    ctx: &mut Ctx<'s>,
+    sink: &mut S,
+    read: impl for<'x> FnOnce(
+        &mut Reader<'x>,
+        &mut Ctx<'s>,
+        &mut Owned<'_, 't>,
+    ) -> Result<bool, JsonError>,
+) -> Result<bool, JsonError> {
+    let content = decode_str(r.string()?);
+    let mut nested = Reader::new(&content);
+    let parsed = read(&mut nested, ctx, &mut Owned(sink)).and_then(|x| nested.end().map(|()| x));
+    Ok(parsed.unwrap_or_else(|e| {
+        // The row is a failure: what reached the sink is dropped with it.
+        ctx.error(format!("isEmbeddedJSON: the string is not {what}: {e}"));
+        false
+    }))
+}
+
 /// Reads the object at the cursor for `fields` (`embedded`: or a string holding it) into `sink`;
 /// whether it is present.
 fn object<'t, 's, S: Sink<'t>>(
@@ -555,17 +579,9 @@ fn object<'t, 's, S: Sink<'t>>(
     match r.peek_value()? {
         b'{' => {}
         b'"' if embedded => {
-            let content = decode_str(r.string()?);
-            let mut nested = Reader::new(&content);
-            let parsed = object(&mut nested, fields, false, ctx, &mut Owned(sink))
-                .and_then(|x| nested.end().map(|()| x));
-            return Ok(parsed.unwrap_or_else(|e| {
-                // The row is a failure: what reached the sink is dropped with it.
-                ctx.error(format!(
-                    "isEmbeddedJSON: the string is not a JSON object: {e}"
-                ));
-                false
-            }));
+            return embedded_json(r, "a JSON object", ctx, sink, |n, ctx, sink| {
+                object(n, fields, false, ctx, sink)
+            });
         }
         _ => return wrong_kind(r, "an object", ctx, sink),
     }
@@ -635,17 +651,9 @@ fn array<'t, 's, S: Sink<'t>>(
     match r.peek_value()? {
         b'[' => {}
         b'"' if embedded => {
-            let content = decode_str(r.string()?);
-            let mut nested = Reader::new(&content);
-            let parsed = array(&mut nested, element, false, ctx, &mut Owned(sink))
-                .and_then(|x| nested.end().map(|()| x));
-            return Ok(parsed.unwrap_or_else(|e| {
-                // The row is a failure: what reached the sink is dropped with it.
-                ctx.error(format!(
-                    "isEmbeddedJSON: the string is not a JSON array: {e}"
-                ));
-                false
-            }));
+            return embedded_json(r, "a JSON array", ctx, sink, |n, ctx, sink| {
+                array(n, element, false, ctx, sink)
+            });
         }
         _ => return wrong_kind(r, "an array", ctx, sink),
     }
