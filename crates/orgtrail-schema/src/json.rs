@@ -14,12 +14,25 @@ use std::fmt;
 /// cannot exhaust the stack.
 const MAX_DEPTH: u32 = 128;
 
-/// Why the text is not JSON, and where.
+/// Why the text is not JSON, and where. Boxed: the reader's results are then small enough to
+/// come back in registers (a larger error made every result go through memory, and reading it
+/// back stalled the normalizer's loops).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct JsonError {
+pub(crate) struct JsonError(Box<ErrorAt>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ErrorAt {
     what: &'static str,
     line: usize,
     column: usize,
+}
+
+impl std::ops::Deref for JsonError {
+    type Target = ErrorAt;
+
+    fn deref(&self) -> &ErrorAt {
+        &self.0
+    }
 }
 
 impl fmt::Display for JsonError {
@@ -85,19 +98,20 @@ impl<'t> Reader<'t> {
     }
 
     /// An error at the cursor.
+    #[cold]
     fn error(&self, what: &'static str) -> JsonError {
         let before = &self.bytes()[..self.i.min(self.text.len())];
         let line_start = before
             .iter()
             .rposition(|&c| c == b'\n')
             .map_or(0, |p| p + 1);
-        JsonError {
+        JsonError(Box::new(ErrorAt {
             what,
             line: 1 + before.iter().filter(|&&c| c == b'\n').count(),
             column: 1 + self.text[line_start..self.i.min(self.text.len())]
                 .chars()
                 .count(),
-        }
+        }))
     }
 
     fn ws(&mut self) {
@@ -148,6 +162,7 @@ impl<'t> Reader<'t> {
     /// brace (the object is left). `first` is true before the first key and is then cleared.
     /// `expected`: a key most likely next, written without escapes: when the key is that one, it
     /// is matched byte for byte instead of scanned ([`Key::Expected`]).
+    #[inline(always)]
     pub(crate) fn next_key(
         &mut self,
         first: &mut bool,
@@ -208,13 +223,38 @@ impl<'t> Reader<'t> {
         Ok(true)
     }
 
-    /// Reads (and checks) the value at the cursor, whatever it is.
+    /// Reads (and checks) the value at the cursor, whatever it is. Inlined, like the other steps
+    /// the normalizer takes for every value: their results then stay in registers (returned
+    /// through memory, they were copied back with loads wider than the stores that wrote them,
+    /// which stall).
+    #[inline(always)]
     pub(crate) fn value(&mut self) -> Result<Raw<'t>, JsonError> {
         let c = self.peek_value()?;
-        let start = self.i;
-        let mut escaped = false;
         match c {
-            b'"' => escaped = self.string()?.escaped,
+            b'"' => self.string(),
+            b'{' | b'[' => self.container(),
+            _ => {
+                let start = self.i;
+                match c {
+                    b't' => self.literal("true")?,
+                    b'f' => self.literal("false")?,
+                    b'n' => self.literal("null")?,
+                    b'-' | b'0'..=b'9' => self.number()?,
+                    _ => return Err(self.error("expected a value")),
+                }
+                Ok(Raw {
+                    text: &self.text[start..self.i],
+                    escaped: false,
+                })
+            }
+        }
+    }
+
+    /// Reads (and checks) the object or array at the cursor.
+    #[inline(never)]
+    fn container(&mut self) -> Result<Raw<'t>, JsonError> {
+        let start = self.i;
+        match self.bytes()[start] {
             b'{' => {
                 self.enter()?;
                 let mut first = true;
@@ -222,22 +262,17 @@ impl<'t> Reader<'t> {
                     self.value()?;
                 }
             }
-            b'[' => {
+            _ => {
                 self.enter()?;
                 let mut first = true;
                 while self.next_element(&mut first)? {
                     self.value()?;
                 }
             }
-            b't' => self.literal("true")?,
-            b'f' => self.literal("false")?,
-            b'n' => self.literal("null")?,
-            b'-' | b'0'..=b'9' => self.number()?,
-            _ => return Err(self.error("expected a value")),
         }
         Ok(Raw {
             text: &self.text[start..self.i],
-            escaped,
+            escaped: false,
         })
     }
 
@@ -289,6 +324,7 @@ impl<'t> Reader<'t> {
     }
 
     /// The string at the cursor (its opening quote), quotes included.
+    #[inline(always)]
     pub(crate) fn string(&mut self) -> Result<Raw<'t>, JsonError> {
         let b = self.bytes();
         let start = self.i;

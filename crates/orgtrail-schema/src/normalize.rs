@@ -499,14 +499,22 @@ fn show(raw: &str) -> String {
 pub(crate) type Slots<'de> = Vec<Option<Value<'de>>>;
 
 /// The content of a raw JSON string literal (`escaped`: it has escapes to decode).
+#[inline(always)]
 fn decode_str(raw: Raw<'_>) -> Cow<'_, str> {
     let inner = &raw.text[1..raw.text.len() - 1];
     if !raw.escaped {
         return Cow::Borrowed(inner);
     }
+    decode_escaped(raw.text)
+}
+
+/// The content of a JSON string literal with escapes.
+#[cold]
+fn decode_escaped(text: &str) -> Cow<'_, str> {
+    let inner = &text[1..text.len() - 1];
     // The literal was already checked by the reader; a `\u` escape of half a surrogate pair
     // cannot be decoded, and then the raw text is kept rather than lost.
-    serde_json::from_str::<String>(raw.text).map_or(Cow::Borrowed(inner), Cow::Owned)
+    serde_json::from_str::<String>(text).map_or(Cow::Borrowed(inner), Cow::Owned)
 }
 
 /// The field named `key` (a raw key). The reader matched the field after the last one found
@@ -703,6 +711,7 @@ fn value<'t, 's, S: Sink<'t>>(
 }
 
 /// Applies Panther's coercions for a scalar type to a raw JSON value.
+#[inline(always)]
 fn scalar<'de>(ty: &Type, value: Raw<'de>, ctx: &mut Ctx<'_>) -> Option<Value<'de>> {
     let raw = value.text;
     let first = raw.as_bytes().first().copied();
