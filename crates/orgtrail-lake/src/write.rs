@@ -169,9 +169,10 @@ struct ColumnChoices {
     /// Values that look unique (ids, URLs with ids, times): a dictionary would hold every value once
     /// more and hash each one, for nothing.
     no_dictionary: Vec<ColumnPath>,
-    /// Strings that look unique (ids, URLs with ids): their minimum and maximum in a file span
-    /// about the whole range of values, so they would let a reader skip nothing, and finding them
-    /// compares every value twice.
+    /// Strings that are not all the same (ids, URLs, actions, names, addresses): a file holds an
+    /// hour of events, so their minimum and maximum span about the whole range of values and would
+    /// let a reader skip nothing, and finding them compares every value twice. Constant ones (the
+    /// source, the log type) keep theirs, which can skip files of other sources.
     no_statistics: Vec<ColumnPath>,
     /// Every column's values fit in one data page (fewer rows and bytes than Parquet's page limits).
     one_page_per_chunk: bool,
@@ -197,7 +198,11 @@ impl ColumnChoices {
             if i == 0 {
                 unique = leaves
                     .iter()
-                    .map(|l| (looks_unique(l.as_ref()), l.data_type() == &DataType::Utf8))
+                    .map(|l| {
+                        let l = l.as_ref();
+                        let string = l.data_type() == &DataType::Utf8;
+                        (looks_unique(l), string && !looks_constant(l))
+                    })
                     .collect();
             }
         }
@@ -208,15 +213,15 @@ impl ColumnChoices {
             ..ColumnChoices::default()
         };
         let paths = descr.columns().iter().map(|c| c.path());
-        for ((path, n), (unique, string)) in paths.zip(bytes).zip(unique) {
+        for ((path, n), (unique, varied_strings)) in paths.zip(bytes).zip(unique) {
             if n < COMPRESS_FROM_BYTES {
                 choices.uncompressed.push(path.clone());
             }
             if unique {
                 choices.no_dictionary.push(path.clone());
-                if string {
-                    choices.no_statistics.push(path.clone());
-                }
+            }
+            if varied_strings {
+                choices.no_statistics.push(path.clone());
             }
         }
         choices
@@ -284,6 +289,17 @@ fn looks_unique(array: &dyn Array) -> bool {
         ),
         _ => false,
     }
+}
+
+/// Whether the first [`UNIQUE_SAMPLE`] values of a string leaf are all the same (or missing).
+fn looks_constant(array: &dyn Array) -> bool {
+    let mut values = array
+        .as_string::<i32>()
+        .iter()
+        .flatten()
+        .take(UNIQUE_SAMPLE);
+    let first = values.next();
+    values.all(|v| Some(v) == first)
 }
 
 /// The first and last offset of an offsets buffer (never empty: it holds one more than the length).
@@ -702,10 +718,11 @@ mod tests {
     }
 
     #[test]
-    fn statistics_skip_unique_strings_and_a_page_index_is_written_only_when_a_chunk_spans_pages() {
-        // Every column has statistics but `id`, whose strings are all different (`o.full`, unique
-        // numbers, keeps them: comparing numbers costs little).
-        let expected = [false, true, true, true, true];
+    fn statistics_skip_varied_strings_and_a_page_index_is_written_only_when_a_chunk_spans_pages() {
+        // Every column has statistics but `id` and `words`, strings that are not all the same
+        // (`o.full`, unique numbers, keeps them: comparing numbers costs little; `o.empty` and
+        // `tags` have no value).
+        let expected = [false, true, true, true, false];
         // One page per column chunk: the chunk statistics say all a page index would.
         let (stats, index) = statistics_and_page_index(encode(&sparse_batch(10_000), "T").unwrap());
         assert_eq!((stats.as_slice(), index), (expected.as_slice(), false));
@@ -713,6 +730,27 @@ mod tests {
         let rows = DEFAULT_DATA_PAGE_ROW_COUNT_LIMIT + 1;
         let (stats, index) = statistics_and_page_index(encode(&sparse_batch(rows), "T").unwrap());
         assert_eq!((stats.as_slice(), index), (expected.as_slice(), true));
+    }
+
+    #[test]
+    fn a_string_column_of_one_value_keeps_its_statistics() {
+        let schema = Arc::new(ArrowSchema::new(vec![
+            Field::new("source", DataType::Utf8, false),
+            Field::new("action", DataType::Utf8, false),
+        ]));
+        let rows = 1000;
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec!["source-a"; rows])),
+                Arc::new(StringArray::from_iter_values(
+                    (0..rows).map(|i| ["created", "deleted", "viewed"][i % 3]),
+                )),
+            ],
+        )
+        .unwrap();
+        let (stats, _) = statistics_and_page_index(encode(&batch, "T").unwrap());
+        assert_eq!(stats, [true, false]);
     }
 
     #[test]
