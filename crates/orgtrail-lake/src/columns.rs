@@ -212,7 +212,9 @@ impl Col {
         close(offsets, valid, data.len(), true)
     }
 
-    /// Appends a scalar. False when it does not fit the column (a bug in the caller).
+    /// Appends a scalar. False when it does not fit the column (a bug in the caller). Inlined
+    /// into [`RowsBuilder`]'s `scalar`: the value is then not read back from memory (a stall).
+    #[inline(always)]
     fn push(&mut self, v: Value<'_>) -> bool {
         match (self, v) {
             (col @ Col::Utf8 { .. }, Value::String(s) | Value::Json(s)) => col.push_str(&s),
@@ -672,6 +674,7 @@ impl<'de> Sink<'de> for RowsBuilder {
         self.row_broken |= !ok;
     }
 
+    #[inline]
     fn scalar(&mut self, value: Value<'de>) {
         self.put(|c| c.push(value));
     }
