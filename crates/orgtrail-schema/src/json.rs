@@ -250,7 +250,9 @@ impl<'t> Reader<'t> {
         }
     }
 
-    /// Reads (and checks) the object or array at the cursor.
+    /// Reads (and checks) the object or array at the cursor (its opening bracket, which
+    /// [`Reader::value`] has seen). Out of line: skipped containers are few, and inlining this
+    /// recursion would only grow the per-value path.
     #[inline(never)]
     fn container(&mut self) -> Result<Raw<'t>, JsonError> {
         let start = self.i;
