@@ -1,7 +1,7 @@
 //! Any bytes as an input line: the normalizer returns a row, a failure or a skip, never panics,
 //! a row always renders as valid JSON in both time layouts, and a line the normalizer read to its
-//! end (a row, or a failure of the schema's rules) is JSON for serde_json too. The same bytes as a stored row
-//! (`lake ingest`'s reader) give a row or a failure, never a panic.
+//! end (a row, or a failure of the schema's rules) is JSON for serde_json too. The same bytes as a
+//! stored row (`lake ingest`'s reader) give a row or a failure, never a panic.
 #![no_main]
 
 use std::sync::{Arc, OnceLock};

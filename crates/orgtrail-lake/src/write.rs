@@ -184,7 +184,8 @@ const UNIQUE_SAMPLE: usize = 64;
 impl ColumnChoices {
     fn of(descr: &SchemaDescriptor, batches: &[RecordBatch]) -> ColumnChoices {
         let mut bytes = vec![0usize; descr.num_columns()];
-        let mut unique = Vec::new();
+        // Per leaf, from the first batch: (looks unique, strings not all the same).
+        let mut sampled = Vec::new();
         for (i, batch) in batches.iter().enumerate() {
             let mut leaves = Vec::with_capacity(descr.num_columns());
             let known = batch.columns().iter().all(|c| leaf_arrays(c, &mut leaves));
@@ -196,7 +197,7 @@ impl ColumnChoices {
                 *acc += value_bytes(leaf.as_ref());
             }
             if i == 0 {
-                unique = leaves
+                sampled = leaves
                     .iter()
                     .map(|l| {
                         let l = l.as_ref();
@@ -213,7 +214,7 @@ impl ColumnChoices {
             ..ColumnChoices::default()
         };
         let paths = descr.columns().iter().map(|c| c.path());
-        for ((path, n), (unique, varied_strings)) in paths.zip(bytes).zip(unique) {
+        for ((path, n), (unique, varied_strings)) in paths.zip(bytes).zip(sampled) {
             if n < COMPRESS_FROM_BYTES {
                 choices.uncompressed.push(path.clone());
             }
