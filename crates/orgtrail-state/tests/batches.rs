@@ -346,6 +346,25 @@ async fn ids_claimed_before_version_4_stay_claimed() {
 }
 
 #[tokio::test]
+async fn an_id_served_with_two_processed_at_is_claimed_once_and_recognized_by_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let s = add(&store, "a").await;
+    let both = timed(&[("x", 2000), ("y", 1500), ("x", 1000)]);
+    let claimed = store.begin_batch(&s.id, "b1", &both, &[]).await.unwrap();
+    assert_eq!(claimed, ["x", "y"]);
+    store.commit_batch("b1", 2, None).await.unwrap();
+    assert_eq!(store.seen_stats(&s.id).await.unwrap().seen_ids, 3);
+    for (i, at) in [1000, 2000].into_iter().enumerate() {
+        let again = timed(&[("x", at), ("z", 3000 + i as i64)]);
+        let batch = format!("again{i}");
+        let claimed = store.begin_batch(&s.id, &batch, &again, &[]).await.unwrap();
+        assert_eq!(claimed, ["z"]);
+        store.commit_batch(&batch, 1, None).await.unwrap();
+    }
+}
+
+#[tokio::test]
 async fn any_id_text_is_claimed_once_and_recognized_when_served_again() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir).await;
