@@ -12,7 +12,7 @@ use arrow::array::{
 use arrow::buffer::{BooleanBuffer, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow::compute::take;
 use arrow::datatypes::{
-    ArrowNativeType, DataType, Float64Type, Int16Type, Int32Type, Int64Type, SchemaRef, TimeUnit,
+    DataType, Float64Type, Int16Type, Int32Type, Int64Type, SchemaRef, TimeUnit,
     TimestampNanosecondType,
 };
 use jiff::Timestamp;
@@ -22,71 +22,35 @@ use crate::LakeError;
 use crate::arrow::nanos;
 use crate::write::hour_of;
 
-/// One column being built.
-enum Col {
+/// One column being built: whether each value is present, and the values. Every kind keeps its
+/// presence flags in the same place, so the column's length (asked for every value a row gives)
+/// is read without first telling the kinds apart.
+struct Col {
+    valid: Vec<bool>,
+    values: Values,
+}
+
+enum Values {
     Utf8 {
         offsets: Vec<i32>,
         data: Vec<u8>,
-        valid: Vec<bool>,
     },
-    Int16(Prim<i16>),
-    Int32(Prim<i32>),
-    Int64(Prim<i64>),
-    Float64(Prim<f64>),
-    Boolean(Prim<bool>),
+    Int16(Vec<i16>),
+    Int32(Vec<i32>),
+    Int64(Vec<i64>),
+    Float64(Vec<f64>),
+    Boolean(Vec<bool>),
     /// Nanoseconds, UTC.
-    Timestamp(Prim<i64>),
-    Struct {
-        children: Vec<Col>,
-        valid: Vec<bool>,
-    },
+    Timestamp(Vec<i64>),
+    Struct(Vec<Col>),
     List {
         offsets: Vec<i32>,
         child: Box<Col>,
-        valid: Vec<bool>,
     },
 }
 
-struct Prim<T> {
-    values: Vec<T>,
-    valid: Vec<bool>,
-}
-
-impl<T: Default> Prim<T> {
-    fn new() -> Self {
-        Prim {
-            values: Vec::new(),
-            valid: Vec::new(),
-        }
-    }
-
-    fn push(&mut self, v: Option<T>) {
-        self.valid.push(v.is_some());
-        self.values.push(v.unwrap_or_default());
-    }
-
-    /// Appends a value; true (it fitted), for [`Col::push`].
-    fn put(&mut self, v: T) -> bool {
-        self.push(Some(v));
-        true
-    }
-
-    fn reserve(&mut self, n: usize) {
-        self.values.reserve(n);
-        self.valid.reserve(n);
-    }
-
-    fn truncate(&mut self, n: usize) {
-        self.values.truncate(n);
-        self.valid.truncate(n);
-    }
-
-    fn finish<A: ArrowPrimitiveType<Native = T>>(self) -> PrimitiveArray<A>
-    where
-        T: ArrowNativeType,
-    {
-        PrimitiveArray::new(ScalarBuffer::from(exact(self.values)), nulls(self.valid))
-    }
+fn primitive<A: ArrowPrimitiveType>(values: Vec<A::Native>, valid: Vec<bool>) -> PrimitiveArray<A> {
+    PrimitiveArray::new(ScalarBuffer::from(exact(values)), nulls(valid))
 }
 
 /// The vector without much spare room: the batch keeps it in memory until it is written. Up to a
@@ -134,111 +98,112 @@ fn cut(offsets: &mut Vec<i32>, valid: &mut Vec<bool>, n: usize) -> Option<usize>
 
 impl Col {
     fn new(dt: &DataType) -> Result<Col, LakeError> {
-        Ok(match dt {
-            DataType::Utf8 => Col::Utf8 {
+        let values = match dt {
+            DataType::Utf8 => Values::Utf8 {
                 offsets: vec![0],
                 data: Vec::new(),
-                valid: Vec::new(),
             },
-            DataType::Int16 => Col::Int16(Prim::new()),
-            DataType::Int32 => Col::Int32(Prim::new()),
-            DataType::Int64 => Col::Int64(Prim::new()),
-            DataType::Float64 => Col::Float64(Prim::new()),
-            DataType::Boolean => Col::Boolean(Prim::new()),
-            DataType::Timestamp(TimeUnit::Nanosecond, _) => Col::Timestamp(Prim::new()),
-            DataType::Struct(fields) => Col::Struct {
-                children: fields
+            DataType::Int16 => Values::Int16(Vec::new()),
+            DataType::Int32 => Values::Int32(Vec::new()),
+            DataType::Int64 => Values::Int64(Vec::new()),
+            DataType::Float64 => Values::Float64(Vec::new()),
+            DataType::Boolean => Values::Boolean(Vec::new()),
+            DataType::Timestamp(TimeUnit::Nanosecond, _) => Values::Timestamp(Vec::new()),
+            DataType::Struct(fields) => Values::Struct(
+                fields
                     .iter()
                     .map(|f| Col::new(f.data_type()))
                     .collect::<Result<_, _>>()?,
-                valid: Vec::new(),
-            },
-            DataType::List(item) => Col::List {
+            ),
+            DataType::List(item) => Values::List {
                 offsets: vec![0],
                 child: Box::new(Col::new(item.data_type())?),
-                valid: Vec::new(),
             },
             other => {
                 return Err(LakeError::Io(format!(
                     "internal error: no column builder for the Arrow type {other}"
                 )));
             }
+        };
+        Ok(Col {
+            valid: Vec::new(),
+            values,
         })
     }
 
+    #[inline]
     fn len(&self) -> usize {
-        match self {
-            Col::Utf8 { valid, .. } | Col::Struct { valid, .. } | Col::List { valid, .. } => {
-                valid.len()
-            }
-            Col::Int16(p) => p.valid.len(),
-            Col::Int32(p) => p.valid.len(),
-            Col::Int64(p) | Col::Timestamp(p) => p.valid.len(),
-            Col::Float64(p) => p.valid.len(),
-            Col::Boolean(p) => p.valid.len(),
-        }
+        self.valid.len()
     }
 
     /// Appends an absent value. False when a column grows past Arrow's 32-bit offsets.
     fn push_null(&mut self) -> bool {
-        match self {
-            Col::Utf8 { offsets, valid, .. } | Col::List { offsets, valid, .. } => {
+        self.valid.push(false);
+        match &mut self.values {
+            Values::Utf8 { offsets, .. } | Values::List { offsets, .. } => {
                 offsets.push(offsets.last().copied().unwrap_or(0));
-                valid.push(false);
             }
-            Col::Int16(p) => p.push(None),
-            Col::Int32(p) => p.push(None),
-            Col::Int64(p) | Col::Timestamp(p) => p.push(None),
-            Col::Float64(p) => p.push(None),
-            Col::Boolean(p) => p.push(None),
-            Col::Struct { children, valid } => {
-                valid.push(false);
-                return children.iter_mut().all(Col::push_null);
-            }
+            Values::Int16(v) => v.push(0),
+            Values::Int32(v) => v.push(0),
+            Values::Int64(v) | Values::Timestamp(v) => v.push(0),
+            Values::Float64(v) => v.push(0.0),
+            Values::Boolean(v) => v.push(false),
+            Values::Struct(children) => return children.iter_mut().all(Col::push_null),
         }
         true
     }
 
     fn push_str(&mut self, s: &str) -> bool {
-        let Col::Utf8 {
-            offsets,
-            data,
-            valid,
-        } = self
-        else {
+        let Values::Utf8 { offsets, data } = &mut self.values else {
             return false;
         };
         data.extend_from_slice(s.as_bytes());
-        close(offsets, valid, data.len(), true)
+        close(offsets, &mut self.valid, data.len(), true)
     }
 
     /// Appends a scalar. False when it does not fit the column (a bug in the caller). Inlined
     /// into [`RowsBuilder`]'s `scalar`: the value is then not read back from memory (a stall).
     #[inline(always)]
     fn push(&mut self, v: Value<'_>) -> bool {
-        match (self, v) {
-            (col @ Col::Utf8 { .. }, Value::String(s) | Value::Json(s)) => col.push_str(&s),
-            (Col::Int16(p), Value::Int(i)) => i16::try_from(i).is_ok_and(|i| p.put(i)),
-            (Col::Int32(p), Value::Int(i)) => i32::try_from(i).is_ok_and(|i| p.put(i)),
-            (Col::Int64(p), Value::Int(i)) => p.put(i),
-            (Col::Float64(p), Value::Float(f)) => p.put(f),
-            (Col::Boolean(p), Value::Bool(b)) => p.put(b),
-            (Col::Timestamp(p), Value::Timestamp(t)) => p.put(nanos(t)),
+        let pushed = match (&mut self.values, v) {
+            (Values::Utf8 { .. }, Value::String(s) | Value::Json(s)) => return self.push_str(&s),
+            (Values::Int16(p), Value::Int(i)) => i16::try_from(i).map(|i| p.push(i)).is_ok(),
+            (Values::Int32(p), Value::Int(i)) => i32::try_from(i).map(|i| p.push(i)).is_ok(),
+            (Values::Int64(p), Value::Int(i)) => {
+                p.push(i);
+                true
+            }
+            (Values::Float64(p), Value::Float(f)) => {
+                p.push(f);
+                true
+            }
+            (Values::Boolean(p), Value::Bool(b)) => {
+                p.push(b);
+                true
+            }
+            (Values::Timestamp(p), Value::Timestamp(t)) => {
+                p.push(nanos(t));
+                true
+            }
             _ => false,
+        };
+        if pushed {
+            self.valid.push(true);
         }
+        pushed
     }
 
     /// Appends (values, bytes) of this column and its children, depth first.
     fn sizes(&self, out: &mut Vec<(usize, usize)>) {
-        match self {
-            Col::Utf8 { data, .. } => out.push((self.len(), data.len())),
-            Col::Struct { children, .. } => {
+        match &self.values {
+            Values::Utf8 { data, .. } => out.push((self.len(), data.len())),
+            Values::Struct(children) => {
                 out.push((self.len(), 0));
                 for c in children {
                     c.sizes(out);
                 }
             }
-            Col::List { child, .. } => {
+            Values::List { child, .. } => {
                 out.push((self.len(), 0));
                 child.sizes(out);
             }
@@ -249,34 +214,24 @@ impl Col {
     /// Reserves room for the sizes [`Col::sizes`] gave.
     fn reserve(&mut self, sizes: &mut impl Iterator<Item = (usize, usize)>) {
         let (n, bytes) = sizes.next().unwrap_or_default();
-        match self {
-            Col::Utf8 {
-                offsets,
-                data,
-                valid,
-            } => {
+        self.valid.reserve(n);
+        match &mut self.values {
+            Values::Utf8 { offsets, data } => {
                 offsets.reserve(n);
                 data.reserve(bytes);
-                valid.reserve(n);
             }
-            Col::Int16(p) => p.reserve(n),
-            Col::Int32(p) => p.reserve(n),
-            Col::Int64(p) | Col::Timestamp(p) => p.reserve(n),
-            Col::Float64(p) => p.reserve(n),
-            Col::Boolean(p) => p.reserve(n),
-            Col::Struct { children, valid } => {
-                valid.reserve(n);
+            Values::Int16(v) => v.reserve(n),
+            Values::Int32(v) => v.reserve(n),
+            Values::Int64(v) | Values::Timestamp(v) => v.reserve(n),
+            Values::Float64(v) => v.reserve(n),
+            Values::Boolean(v) => v.reserve(n),
+            Values::Struct(children) => {
                 for c in children {
                     c.reserve(sizes);
                 }
             }
-            Col::List {
-                offsets,
-                child,
-                valid,
-            } => {
+            Values::List { offsets, child } => {
                 offsets.reserve(n);
-                valid.reserve(n);
                 child.reserve(sizes);
             }
         }
@@ -284,62 +239,49 @@ impl Col {
 
     /// Keeps the first `n` values.
     fn truncate(&mut self, n: usize) {
-        match self {
-            Col::Utf8 {
-                offsets,
-                data,
-                valid,
-            } => {
-                if let Some(end) = cut(offsets, valid, n) {
+        match &mut self.values {
+            Values::Utf8 { offsets, data } => {
+                if let Some(end) = cut(offsets, &mut self.valid, n) {
                     data.truncate(end);
                 }
             }
-            Col::Int16(p) => p.truncate(n),
-            Col::Int32(p) => p.truncate(n),
-            Col::Int64(p) | Col::Timestamp(p) => p.truncate(n),
-            Col::Float64(p) => p.truncate(n),
-            Col::Boolean(p) => p.truncate(n),
-            Col::Struct { children, valid } => {
-                for c in children {
-                    c.truncate(n);
-                }
-                valid.truncate(n);
-            }
-            Col::List {
-                offsets,
-                child,
-                valid,
-            } => {
-                if let Some(end) = cut(offsets, valid, n) {
+            Values::List { offsets, child } => {
+                if let Some(end) = cut(offsets, &mut self.valid, n) {
                     child.truncate(end);
+                }
+            }
+            values => {
+                self.valid.truncate(n);
+                match values {
+                    Values::Int16(v) => v.truncate(n),
+                    Values::Int32(v) => v.truncate(n),
+                    Values::Int64(v) | Values::Timestamp(v) => v.truncate(n),
+                    Values::Float64(v) => v.truncate(n),
+                    Values::Boolean(v) => v.truncate(n),
+                    Values::Struct(children) => children.iter_mut().for_each(|c| c.truncate(n)),
+                    Values::Utf8 { .. } | Values::List { .. } => {}
                 }
             }
         }
     }
 
     fn finish(self, dt: &DataType) -> Result<ArrayRef, LakeError> {
-        Ok(match (self, dt) {
-            (
-                Col::Utf8 {
-                    offsets,
-                    data,
-                    valid,
-                },
-                _,
-            ) => Arc::new(StringArray::try_new(
+        let valid = self.valid;
+        Ok(match (self.values, dt) {
+            (Values::Utf8 { offsets, data }, _) => Arc::new(StringArray::try_new(
                 OffsetBuffer::new(ScalarBuffer::from(exact(offsets))),
                 Buffer::from_vec(exact(data)),
                 nulls(valid),
             )?),
-            (Col::Int16(p), _) => Arc::new(p.finish::<Int16Type>()),
-            (Col::Int32(p), _) => Arc::new(p.finish::<Int32Type>()),
-            (Col::Int64(p), _) => Arc::new(p.finish::<Int64Type>()),
-            (Col::Float64(p), _) => Arc::new(p.finish::<Float64Type>()),
-            (Col::Boolean(p), _) => Arc::new(BooleanArray::new(p.values.into(), nulls(p.valid))),
-            (Col::Timestamp(p), _) => {
-                Arc::new(p.finish::<TimestampNanosecondType>().with_timezone("UTC"))
+            (Values::Int16(v), _) => Arc::new(primitive::<Int16Type>(v, valid)),
+            (Values::Int32(v), _) => Arc::new(primitive::<Int32Type>(v, valid)),
+            (Values::Int64(v), _) => Arc::new(primitive::<Int64Type>(v, valid)),
+            (Values::Float64(v), _) => Arc::new(primitive::<Float64Type>(v, valid)),
+            (Values::Boolean(v), _) => Arc::new(BooleanArray::new(v.into(), nulls(valid))),
+            (Values::Timestamp(v), _) => {
+                Arc::new(primitive::<TimestampNanosecondType>(v, valid).with_timezone("UTC"))
             }
-            (Col::Struct { children, valid }, DataType::Struct(fields)) => {
+            (Values::Struct(children), DataType::Struct(fields)) => {
                 let children = children
                     .into_iter()
                     .zip(fields)
@@ -351,19 +293,14 @@ impl Col {
                     nulls(valid),
                 )?)
             }
-            (
-                Col::List {
-                    offsets,
-                    child,
-                    valid,
-                },
-                DataType::List(item),
-            ) => Arc::new(ListArray::try_new(
-                item.clone(),
-                OffsetBuffer::new(ScalarBuffer::from(exact(offsets))),
-                child.finish(item.data_type())?,
-                nulls(valid),
-            )?),
+            (Values::List { offsets, child }, DataType::List(item)) => {
+                Arc::new(ListArray::try_new(
+                    item.clone(),
+                    OffsetBuffer::new(ScalarBuffer::from(exact(offsets))),
+                    child.finish(item.data_type())?,
+                    nulls(valid),
+                )?)
+            }
             (_, dt) => {
                 return Err(LakeError::Io(format!(
                     "internal error: a column builder does not match the Arrow type {dt}"
@@ -545,10 +482,20 @@ impl RowsBuilder {
         let mut col = self.columns.get_mut(*field)?;
         for o in open {
             col = match (o, col) {
-                (Open::Object { field, .. }, Col::Struct { children, .. }) => {
-                    children.get_mut(*field)?
-                }
-                (Open::Array { .. }, Col::List { child, .. }) => child,
+                (
+                    Open::Object { field, .. },
+                    Col {
+                        values: Values::Struct(children),
+                        ..
+                    },
+                ) => children.get_mut(*field)?,
+                (
+                    Open::Array { .. },
+                    Col {
+                        values: Values::List { child, .. },
+                        ..
+                    },
+                ) => child,
                 _ => return None,
             };
         }
@@ -575,10 +522,9 @@ impl RowsBuilder {
             };
         }
         for (col, f) in p[6..].iter_mut().zip(&self.indicators) {
-            let Col::List {
-                offsets,
-                child,
+            let Col {
                 valid,
+                values: Values::List { offsets, child },
             } = col
             else {
                 return false;
@@ -604,7 +550,12 @@ impl<'de> Sink<'de> for RowsBuilder {
             return;
         }
         let row = match self.slot() {
-            Some(col @ Col::Struct { .. }) => col.len(),
+            Some(
+                col @ Col {
+                    values: Values::Struct(_),
+                    ..
+                },
+            ) => col.len(),
             _ => {
                 self.row_broken = true;
                 usize::MAX
@@ -631,7 +582,10 @@ impl<'de> Sink<'de> for RowsBuilder {
             return; // the row's own fields: completed by end_row
         }
         let ok = match self.target() {
-            Some(Col::Struct { children, valid }) if valid.len() == row => {
+            Some(Col {
+                valid,
+                values: Values::Struct(children),
+            }) if valid.len() == row => {
                 let filled = children
                     .iter_mut()
                     .filter(|c| c.len() == row)
@@ -646,7 +600,10 @@ impl<'de> Sink<'de> for RowsBuilder {
 
     fn begin_array(&mut self) {
         let start = match self.slot() {
-            Some(Col::List { child, .. }) => child.len(),
+            Some(Col {
+                values: Values::List { child, .. },
+                ..
+            }) => child.len(),
             _ => {
                 self.row_broken = true;
                 0
@@ -661,10 +618,9 @@ impl<'de> Sink<'de> for RowsBuilder {
             return;
         };
         let ok = match self.target() {
-            Some(Col::List {
-                offsets,
-                child,
+            Some(Col {
                 valid,
+                values: Values::List { offsets, child },
             }) => {
                 let end = child.len();
                 close(offsets, valid, end, end > start)
