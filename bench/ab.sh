@@ -21,14 +21,18 @@ for b in "$1" "$2"; do
 done
 N=${BENCH_EVENTS:-1000000}
 ROUNDS=${BENCH_ROUNDS:-3}
-WORK=${BENCH_DIR:-/tmp/orgtrail-bench-ab}
+BASE=${BENCH_DIR:-/tmp/orgtrail-bench-ab}
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 echo "$N events, $ROUNDS rounds: A = $1, B = $2"
+# A directory per run, all deleted at the end (see bench/collect.sh: deleting a run's files right
+# before the next run slows the next run's file creation).
+rm -rf "$BASE"
 for r in $(seq 1 "$ROUNDS"); do
   for side in A B; do
     if [ $side = A ]; then bin=$1; else bin=$2; fi
+    WORK="$BASE/$r$side"
     collect "$bin" "/usr/bin/time -v"
     awk -v side=$side -v r="$r" '
       /Elapsed \(wall clock\)/ { wall = $NF }
@@ -47,9 +51,11 @@ if [ -n "${ALLOCS:-}" ]; then
   fi
   for side in A B; do
     if [ $side = A ]; then bin=$1; else bin=$2; fi
+    WORK="$BASE/allocs$side"
     collect "$bin" "heaptrack -o $WORK/heaptrack"
     calls=$(heaptrack_print -f "$WORK"/heaptrack*.zst --print-allocators 0 --print-peaks 0 \
       --print-temporary 0 --print-leaks 0 2>/dev/null | awk '/^calls to allocation functions:/ { print $5 }')
     python3 -c "print(f'$side: {$calls:,} allocation calls, {$calls / $N:.1f} per event')"
   done
 fi
+rm -rf "$BASE"
