@@ -20,7 +20,7 @@ use orgtrail_atlassian::{
     ApiError, ApiKey, Client, Cycle, CycleEnd, ErrorKind, Hooks, Page, PageRequest,
 };
 use orgtrail_lake::{
-    BatchBuffer, BufferedKey, EncodedBatch, FailureRecord, FinishedPage, Lake, new_batch_id,
+    BatchBuffer, BufferedKey, EncodedBatch, FailureRecord, FinishedPage, Keep, Lake, new_batch_id,
 };
 use orgtrail_schema::{Normalizer, Schema, Verdict};
 use orgtrail_state::{
@@ -759,10 +759,13 @@ impl Engine {
             .await?;
         report.duplicates += (keys.len() - claimed.len()) as u64;
         report.new_events += claimed.len() as u64;
-        let written = self
-            .lake
-            .write_pending(batch, claimed.into_iter().collect())
-            .await?;
+        // Each id is claimed once: as many claimed as keys means every event is new.
+        let keep = if claimed.len() == keys.len() {
+            Keep::All
+        } else {
+            Keep::Only(claimed.into_iter().collect())
+        };
+        let written = self.lake.write_pending(batch, keep).await?;
         self.store
             .commit_batch(&batch_id, written.rows + written.failures, ckpt)
             .await?;

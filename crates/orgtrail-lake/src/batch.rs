@@ -373,6 +373,15 @@ impl BatchBuffer {
     }
 }
 
+/// The events of an [`EncodedBatch`] that [`Lake::write_pending`] writes.
+#[derive(Debug)]
+pub enum Keep {
+    /// Every event: none was stored before (the usual case; no id is looked up).
+    All,
+    /// The events with these ids.
+    Only(foldhash::HashSet<String>),
+}
+
 /// One encoded file of a batch, with the key index of each of its rows, in order.
 #[derive(Debug)]
 struct EncodedFile {
@@ -413,15 +422,13 @@ impl EncodedBatch {
     /// The files of the events whose ids are in `keep`. A file holding only such events is taken as
     /// encoded; one holding others too (events stored before: rare) is read back, filtered and
     /// encoded again. CPU only.
-    fn finish(
-        self,
-        location: &Location,
-        keep: &foldhash::HashSet<String>,
-    ) -> Result<(Encoded, u64, u64), LakeError> {
-        let kept = |i: &u32| {
-            self.keys
+    fn finish(self, location: &Location, keep: &Keep) -> Result<(Encoded, u64, u64), LakeError> {
+        let kept = |i: &u32| match keep {
+            Keep::All => true,
+            Keep::Only(ids) => self
+                .keys
                 .get(*i as usize)
-                .is_some_and(|k| keep.contains(&k.event_id))
+                .is_some_and(|k| ids.contains(&k.event_id)),
         };
         let mut files: Encoded = Vec::with_capacity(self.files.len() + 1);
         let mut row_count = 0;
@@ -485,13 +492,12 @@ impl Lake {
             .map_err(|e| LakeError::Io(format!("encoding task failed: {e}")))?
     }
 
-    /// Writes the encoded events whose ids are in `keep` as `<file>.parquet.pending` objects
-    /// (the paths [`EncodedBatch::files`] listed). Readers do not see them until
-    /// [`Lake::publish`].
+    /// Writes the encoded events `keep` names as `<file>.parquet.pending` objects (the paths
+    /// [`EncodedBatch::files`] listed). Readers do not see them until [`Lake::publish`].
     pub async fn write_pending(
         &self,
         batch: EncodedBatch,
-        keep: foldhash::HashSet<String>,
+        keep: Keep,
     ) -> Result<PendingWrite, LakeError> {
         let location = self.location.clone();
         let (files, rows, failures) =
@@ -613,13 +619,31 @@ mod tests {
 
     fn encoded_files(buffer: BatchBuffer, keep: &[&str]) -> Vec<(String, usize)> {
         let (_dir, location) = lake_dir();
-        let keep = keep.iter().map(|s| (*s).to_owned()).collect();
+        let keep = Keep::Only(keep.iter().map(|s| (*s).to_owned()).collect());
         let encoded = buffer.encode(&location, "b1").unwrap();
         let (files, _, _) = encoded.finish(&location, &keep).unwrap();
         files
             .into_iter()
             .map(|(path, _, rows)| (path.to_string(), rows))
             .collect()
+    }
+
+    #[test]
+    fn keeping_every_event_writes_the_encoded_files_as_they_are() {
+        let (_, n, mut buffer) = audit();
+        let hour = "2025-06-02T10:15:00Z";
+        push(&mut buffer, &n, 1, &[("a1", hour), ("bad", hour)]);
+        push(&mut buffer, &n, 2, &[("a2", "2025-06-02T11:00:00Z")]);
+        let (_dir, location) = lake_dir();
+        let encoded = buffer.encode(&location, "b1").unwrap();
+        let rows_files: Vec<Bytes> = encoded.files.iter().map(|f| f.bytes.clone()).collect();
+        let (files, rows, failures) = encoded.finish(&location, &Keep::All).unwrap();
+        assert_eq!((rows, failures), (2, 1));
+        // The two hours' files unchanged (not decoded and encoded again), then the failures'.
+        assert_eq!(files.len(), 3);
+        for (written, encoded) in files.iter().zip(&rows_files) {
+            assert_eq!(&written.1, encoded);
+        }
     }
 
     #[test]
@@ -639,7 +663,7 @@ mod tests {
         assert_eq!(encoded.keys().len(), 5);
         assert_eq!(encoded.files().len(), 2, "{:?}", encoded.files());
         // a2 and a3 (one from each page) and the failure were stored before.
-        let keep = ["a1", "a4"].iter().map(|s| (*s).to_owned()).collect();
+        let keep = Keep::Only(["a1", "a4"].iter().map(|s| (*s).to_owned()).collect());
         let (files, rows, failures) = encoded.finish(&location, &keep).unwrap();
         assert_eq!((rows, failures), (2, 0));
         assert_eq!(files.len(), 1);

@@ -19,7 +19,7 @@ use jiff::SignedDuration;
 use orgtrail_schema::{Registry, Row, Schema, SchemaError};
 
 pub use batch::{
-    BatchBuffer, BufferedKey, EncodedBatch, FinishedPage, PENDING_SUFFIX, PendingWrite,
+    BatchBuffer, BufferedKey, EncodedBatch, FinishedPage, Keep, PENDING_SUFFIX, PendingWrite,
 };
 pub use columns::{HourRows, RowsBuilder, SizeHint, split_by_hour};
 pub use compact::CompactReport;
