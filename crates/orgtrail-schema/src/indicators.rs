@@ -396,11 +396,7 @@ pub fn url_hostname(s: &str) -> Option<Cow<'_, str>> {
     // Scheme: [A-Za-z][A-Za-z0-9+.-]*: (a `#` or `?` before the first colon fails this test, as
     // cutting the fragment and the query first would leave no colon).
     let colon = s.find(':')?;
-    let scheme = &s[..colon];
-    let mut chars = scheme.bytes();
-    if !chars.next()?.is_ascii_alphabetic()
-        || !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
-    {
+    if !is_scheme(&s[..colon]) {
         return None;
     }
     // The authority: after `//`, up to the path, the query or the fragment, whichever comes first
@@ -426,6 +422,13 @@ pub fn url_hostname(s: &str) -> Option<Cow<'_, str>> {
         Cow::Owned(h) => Cow::Owned(h[name(&h)].to_owned()),
     };
     if host.is_empty() { None } else { Some(host) }
+}
+
+/// `[A-Za-z][A-Za-z0-9+.-]*`
+fn is_scheme(s: &str) -> bool {
+    let mut chars = s.bytes();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
 }
 
 fn valid_optional_port(p: &str) -> bool {
@@ -660,11 +663,7 @@ mod tests {
         }
         let s = s.split_once('#').map_or(s, |(a, _)| a);
         let colon = s.find(':')?;
-        let scheme = &s[..colon];
-        let mut chars = scheme.bytes();
-        if !chars.next()?.is_ascii_alphabetic()
-            || !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
-        {
+        if !is_scheme(&s[..colon]) {
             return None;
         }
         let rest = &s[colon + 1..];
