@@ -419,7 +419,7 @@ impl EncodedBatch {
         &self.names
     }
 
-    /// The files of the events whose ids are in `keep`. A file holding only such events is taken as
+    /// The files of the events `keep` names. A file holding only such events is taken as
     /// encoded; one holding others too (events stored before: rare) is read back, filtered and
     /// encoded again. CPU only.
     fn finish(self, location: &Location, keep: &Keep) -> Result<(Encoded, u64, u64), LakeError> {

@@ -30,6 +30,7 @@ struct Col {
     values: Values,
 }
 
+/// A column's values by kind (an absent value holds a default, or repeats the last offset).
 enum Values {
     Utf8 {
         offsets: Vec<i32>,
@@ -49,6 +50,7 @@ enum Values {
     },
 }
 
+/// A column of numbers or times as Arrow, with its presence flags.
 fn primitive<A: ArrowPrimitiveType>(values: Vec<A::Native>, valid: Vec<bool>) -> PrimitiveArray<A> {
     PrimitiveArray::new(ScalarBuffer::from(exact(values)), nulls(valid))
 }
