@@ -639,7 +639,7 @@ mod tests {
         let rows_files: Vec<Bytes> = encoded.files.iter().map(|f| f.bytes.clone()).collect();
         let (files, rows, failures) = encoded.finish(&location, &Keep::All).unwrap();
         assert_eq!((rows, failures), (2, 1));
-        // The two hours' files unchanged (not decoded and encoded again), then the failures'.
+        // The two hours' files as they were encoded, then the failures'.
         assert_eq!(files.len(), 3);
         for (written, encoded) in files.iter().zip(&rows_files) {
             assert_eq!(&written.1, encoded);
