@@ -136,6 +136,19 @@ impl FinishedPage {
 impl BatchBuffer {
     pub fn new(schema: Arc<Schema>) -> Self {
         let arrow = table_schema(&schema);
+        BatchBuffer::with_arrow(schema, arrow)
+    }
+
+    /// An empty buffer for the same log type, sharing this one's Arrow schema: its record batches
+    /// and this one's then have the same field objects, so Arrow and Parquet, which check that the
+    /// batches they concatenate or write have the same types, compare pointers instead of every
+    /// field's name, type and metadata (a collector's walk holds late events over from one batch to
+    /// the next).
+    pub fn empty_like(&self) -> Self {
+        BatchBuffer::with_arrow(self.schema.clone(), self.arrow.clone())
+    }
+
+    fn with_arrow(schema: Arc<Schema>, arrow: SchemaRef) -> Self {
         BatchBuffer {
             schema,
             arrow,
@@ -254,7 +267,7 @@ impl BatchBuffer {
                 }
             }
         }
-        let mut held = BatchBuffer::new(self.schema.clone());
+        let mut held = self.empty_like();
         let mut renumber = Vec::with_capacity(self.keys.len());
         for (key, to_held) in std::mem::take(&mut self.keys).into_iter().zip(to_held) {
             let keys = if to_held {
@@ -689,6 +702,40 @@ mod tests {
             })
             .collect();
         assert_eq!(ids, ["a1", "a4"]);
+    }
+
+    #[test]
+    fn held_hours_and_the_pages_after_them_share_one_schema_object() {
+        let (_, n, mut buffer) = audit();
+        let dense = "2025-06-02T10:15:00Z";
+        push(
+            &mut buffer,
+            &n,
+            1,
+            &[
+                ("a1", dense),
+                ("a2", dense),
+                ("late", "2025-06-01T03:00:00Z"),
+            ],
+        );
+        let mut held = buffer
+            .take_sparse_hours(1, 10)
+            .unwrap()
+            .expect("the late hour");
+        // The held rows start the next batch, whose pages join them; so does a buffer made like
+        // the first.
+        push(&mut held, &n, 2, &[("a3", "2025-06-02T11:00:00Z")]);
+        let mut next = buffer.empty_like();
+        push(&mut next, &n, 3, &[("a4", dense)]);
+        let schemas: Vec<SchemaRef> = [&buffer, &held, &next]
+            .iter()
+            .flat_map(|b| b.rows.values().flatten().map(|p| p.batch.schema()))
+            .collect();
+        assert_eq!(schemas.len(), 4);
+        assert!(
+            schemas.iter().all(|s| Arc::ptr_eq(s, &buffer.arrow)),
+            "every record batch has the first buffer's schema object"
+        );
     }
 
     #[test]
