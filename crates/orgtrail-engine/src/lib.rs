@@ -571,8 +571,8 @@ impl Engine {
                 if buffer.len() >= self.config.flush_rows
                     || buffer.memory_size() >= self.config.flush_bytes
                 {
-                    let fresh = buffer.empty_like();
-                    let mut full = std::mem::replace(&mut buffer, fresh);
+                    let empty = buffer.empty_like();
+                    let mut full = std::mem::replace(&mut buffer, empty);
                     if let Some(held) = self.hold_sparse_hours(&mut full, &mut holds)? {
                         buffer = held;
                     }
