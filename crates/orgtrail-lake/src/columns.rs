@@ -90,9 +90,8 @@ fn close(offsets: &mut Vec<i32>, valid: &mut Vec<bool>, end: usize, present: boo
     })
 }
 
-/// Keeps the first `n` lists (or strings); returns where their items end.
-fn cut(offsets: &mut Vec<i32>, valid: &mut Vec<bool>, n: usize) -> Option<usize> {
-    valid.truncate(n);
+/// Keeps the offsets of the first `n` lists (or strings); returns where their items end.
+fn cut(offsets: &mut Vec<i32>, n: usize) -> Option<usize> {
     let end = *offsets.get(n)? as usize;
     offsets.truncate(n + 1);
     Some(end)
@@ -241,29 +240,24 @@ impl Col {
 
     /// Keeps the first `n` values.
     fn truncate(&mut self, n: usize) {
+        self.valid.truncate(n);
         match &mut self.values {
             Values::Utf8 { offsets, data } => {
-                if let Some(end) = cut(offsets, &mut self.valid, n) {
+                if let Some(end) = cut(offsets, n) {
                     data.truncate(end);
                 }
             }
             Values::List { offsets, child } => {
-                if let Some(end) = cut(offsets, &mut self.valid, n) {
+                if let Some(end) = cut(offsets, n) {
                     child.truncate(end);
                 }
             }
-            values => {
-                self.valid.truncate(n);
-                match values {
-                    Values::Int16(v) => v.truncate(n),
-                    Values::Int32(v) => v.truncate(n),
-                    Values::Int64(v) | Values::Timestamp(v) => v.truncate(n),
-                    Values::Float64(v) => v.truncate(n),
-                    Values::Boolean(v) => v.truncate(n),
-                    Values::Struct(children) => children.iter_mut().for_each(|c| c.truncate(n)),
-                    Values::Utf8 { .. } | Values::List { .. } => {}
-                }
-            }
+            Values::Int16(v) => v.truncate(n),
+            Values::Int32(v) => v.truncate(n),
+            Values::Int64(v) | Values::Timestamp(v) => v.truncate(n),
+            Values::Float64(v) => v.truncate(n),
+            Values::Boolean(v) => v.truncate(n),
+            Values::Struct(children) => children.iter_mut().for_each(|c| c.truncate(n)),
         }
     }
 
@@ -483,21 +477,11 @@ impl RowsBuilder {
         };
         let mut col = self.columns.get_mut(*field)?;
         for o in open {
-            col = match (o, col) {
-                (
-                    Open::Object { field, .. },
-                    Col {
-                        values: Values::Struct(children),
-                        ..
-                    },
-                ) => children.get_mut(*field)?,
-                (
-                    Open::Array { .. },
-                    Col {
-                        values: Values::List { child, .. },
-                        ..
-                    },
-                ) => child,
+            col = match (o, &mut col.values) {
+                (Open::Object { field, .. }, Values::Struct(children)) => {
+                    children.get_mut(*field)?
+                }
+                (Open::Array { .. }, Values::List { child, .. }) => child,
                 _ => return None,
             };
         }
@@ -552,12 +536,7 @@ impl<'de> Sink<'de> for RowsBuilder {
             return;
         }
         let row = match self.slot() {
-            Some(
-                col @ Col {
-                    values: Values::Struct(_),
-                    ..
-                },
-            ) => col.len(),
+            Some(col) if matches!(col.values, Values::Struct(_)) => col.len(),
             _ => {
                 self.row_broken = true;
                 usize::MAX
