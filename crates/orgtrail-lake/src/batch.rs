@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use ::arrow::array::BooleanArray;
+use ::arrow::array::{BooleanArray, UInt32Array};
 use ::arrow::compute::filter_record_batch;
 use ::arrow::datatypes::SchemaRef;
 use ::arrow::record_batch::RecordBatch;
@@ -26,6 +26,9 @@ use crate::write::{
     file_path, hour_partition, parallel_map,
 };
 use crate::{Lake, LakeError};
+
+/// Parts of fewer rows are concatenated before they are encoded.
+const SMALL_PART_ROWS: usize = 256;
 
 /// Suffix of a batch file written but not yet published.
 pub const PENDING_SUFFIX: &str = ".pending";
@@ -47,6 +50,10 @@ struct Part {
     idx: Vec<u32>,
     /// This slice's share of the memory of the page's batch it shares buffers with.
     memory: usize,
+    /// For rows held over from an earlier batch ([`BatchBuffer::take_sparse_hours`]): the number
+    /// of rows of the record batch they were copied into, shared by its slices. `None` for a
+    /// page's slice.
+    held: Option<Arc<usize>>,
 }
 
 /// Rows of one log type and classification failures, buffered for one lake batch.
@@ -188,6 +195,7 @@ impl BatchBuffer {
                 batch: slice,
                 idx,
                 memory,
+                held: None,
             });
         }
         for key in &keys {
@@ -286,32 +294,61 @@ impl BatchBuffer {
         for (i, _) in &mut self.failures {
             *i = renumber[*i as usize];
         }
-        // One record batch for every held hour, sliced per hour: many one-row batches would cost
-        // more memory than their rows, and one concatenation per hour costs more time.
-        let batch = ::arrow::compute::concat_batches(
-            &self.arrow,
-            moved
-                .iter()
-                .flat_map(|(_, parts)| parts.iter().map(|p| &p.batch)),
-        )?;
+        // The rows pages brought are copied into one record batch for all held hours, sliced per
+        // hour (many one-row batches cost more memory than their rows, one concatenation per hour
+        // more time). Rows held before stay in the batch they were copied into (a late event may
+        // be held for dozens of batches), unless more than half of the rows of the batches they
+        // share were written since: those batches would keep them in memory.
+        let carried: Vec<&Part> = moved
+            .iter()
+            .flat_map(|(_, parts)| parts.iter().filter(|p| p.held.is_some()))
+            .collect();
+        let mut origins: Vec<&Arc<usize>> =
+            carried.iter().filter_map(|p| p.held.as_ref()).collect();
+        origins.sort_unstable_by_key(|o| Arc::as_ptr(o));
+        origins.dedup_by_key(|o| Arc::as_ptr(o));
+        let pinned: usize = origins.iter().map(|o| ***o).sum();
+        let carried_rows: usize = carried.iter().map(|p| p.batch.num_rows()).sum();
+        let copy_all = pinned > 2 * carried_rows;
+        let copied = |p: &Part| copy_all || p.held.is_none();
+        let copies: Vec<&RecordBatch> = moved
+            .iter()
+            .flat_map(|(_, parts)| parts.iter().filter(|p| copied(p)).map(|p| &p.batch))
+            .collect();
+        let batch = match copies.as_slice() {
+            // Arrow's concatenation of one batch is a slice of it, which would keep all of it.
+            [one] => ::arrow::compute::take_record_batch(
+                one,
+                &UInt32Array::from_iter_values(0..one.num_rows() as u32),
+            )?,
+            _ => ::arrow::compute::concat_batches(&self.arrow, copies)?,
+        };
         let used = slice_memory(&batch);
         let all_rows = batch.num_rows().max(1);
+        let origin = Arc::new(batch.num_rows());
         let mut start = 0;
         for (hour, parts) in moved {
-            let rows = hour_rows(&parts);
-            let idx = parts
-                .iter()
-                .flat_map(|p| p.idx.iter().map(|i| renumber[*i as usize]))
-                .collect();
-            held.rows.insert(
-                hour,
-                vec![Part {
+            let mut kept = Vec::with_capacity(parts.len());
+            let (mut rows, mut idx) = (0, Vec::new());
+            for mut part in parts {
+                part.idx.iter_mut().for_each(|i| *i = renumber[*i as usize]);
+                if copied(&part) {
+                    rows += part.batch.num_rows();
+                    idx.extend(part.idx);
+                } else {
+                    kept.push(part);
+                }
+            }
+            if rows > 0 {
+                kept.push(Part {
                     batch: batch.slice(start, rows),
                     idx,
                     memory: used * rows / all_rows,
-                }],
-            );
-            start += rows;
+                    held: Some(origin.clone()),
+                });
+                start += rows;
+            }
+            held.rows.insert(hour, kept);
         }
         self.recount();
         held.recount();
@@ -366,8 +403,22 @@ impl BatchBuffer {
         let names = self.files(location, batch_id)?;
         let table = self.schema.table_name();
         let groups: Vec<(&String, &Vec<Part>)> = self.rows.iter().collect();
+        let small = |p: &Part| p.batch.num_rows() < SMALL_PART_ROWS;
         let encode_hour = |(hour, parts): &(&String, &Vec<Part>)| {
-            let batches: Vec<RecordBatch> = parts.iter().map(|p| p.batch.clone()).collect();
+            // Small parts (late events, held over from batch to batch or a page's few) are
+            // concatenated first: the Parquet writer's fixed cost per record batch and column is
+            // more than copying a few rows.
+            let mut batches: Vec<RecordBatch> = Vec::with_capacity(parts.len());
+            for run in parts.chunk_by(|a, b| small(a) == small(b)) {
+                if run.len() > 1 && small(&run[0]) {
+                    batches.push(::arrow::compute::concat_batches(
+                        &self.arrow,
+                        run.iter().map(|p| &p.batch),
+                    )?);
+                } else {
+                    batches.extend(run.iter().map(|p| p.batch.clone()));
+                }
+            }
             Ok(EncodedFile {
                 path: file_path(location, &table, hour, batch_id),
                 bytes: encode_batches(&batches, &self.schema.name)?,
@@ -736,6 +787,139 @@ mod tests {
             schemas.iter().all(|s| Arc::ptr_eq(s, &buffer.arrow)),
             "every record batch has the first buffer's schema object"
         );
+    }
+
+    /// Where the rows of each hour's parts are stored (the allocation of the first column's
+    /// first buffer).
+    fn held_storage(buffer: &BatchBuffer) -> BTreeMap<String, Vec<*const u8>> {
+        buffer
+            .rows
+            .iter()
+            .map(|(hour, parts)| {
+                let at = parts
+                    .iter()
+                    .map(|p| {
+                        p.batch.column(0).to_data().buffers()[0]
+                            .data_ptr()
+                            .as_ptr()
+                            .cast_const()
+                    })
+                    .collect();
+                (hour.clone(), at)
+            })
+            .collect()
+    }
+
+    /// The ids each file of the buffer holds, in order, once encoded.
+    fn file_ids(buffer: BatchBuffer) -> Vec<Vec<String>> {
+        let (_dir, location) = lake_dir();
+        let encoded = buffer.encode(&location, "b1").unwrap();
+        let (files, _, _) = encoded.finish(&location, &Keep::All).unwrap();
+        files
+            .into_iter()
+            .map(|(_, bytes, _)| {
+                write::decode(bytes)
+                    .unwrap()
+                    .iter()
+                    .flat_map(|b| {
+                        let col = b.column_by_name("id").unwrap();
+                        let col = col
+                            .as_any()
+                            .downcast_ref::<::arrow::array::StringArray>()
+                            .unwrap();
+                        col.iter()
+                            .map(|v| v.unwrap().to_owned())
+                            .collect::<Vec<_>>()
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rows_held_over_again_are_not_copied_again_until_most_of_their_batch_is_written() {
+        let (_, n, mut buffer) = audit();
+        let dense = "2025-06-02T10:15:00Z";
+        let (a, b, c) = (
+            "2025-06-01T03:00:00Z",
+            "2025-06-01T04:00:00Z",
+            "2025-06-01T05:00:00Z",
+        );
+        push(
+            &mut buffer,
+            &n,
+            1,
+            &[
+                ("d1", dense),
+                ("a1", a),
+                ("b1", b),
+                ("c1", c),
+                ("d2", dense),
+                ("d3", dense),
+            ],
+        );
+        let mut held = buffer.take_sparse_hours(2, 10).unwrap().expect("a, b, c");
+        let first = held_storage(&held);
+        assert_eq!(first.len(), 3);
+        assert!(
+            first
+                .values()
+                .all(|at| at.len() == 1 && at[0] == first[&hour_of(a)][0])
+        );
+
+        // The next page brings one more row of `a` and two of `b`: `a` and `c` are held again,
+        // `b` (three rows) is written. Held rows stay where they were; `a2` is copied.
+        push(
+            &mut held,
+            &n,
+            2,
+            &[
+                ("b2", b),
+                ("d4", dense),
+                ("a2", a),
+                ("d5", dense),
+                ("b3", b),
+                ("d6", dense),
+            ],
+        );
+        let mut again = held.take_sparse_hours(2, 10).unwrap().expect("a and c");
+        let second = held_storage(&again);
+        assert_eq!(
+            second.keys().collect::<Vec<_>>(),
+            [&hour_of(a), &hour_of(c)]
+        );
+        assert_eq!(second[&hour_of(a)].len(), 2);
+        assert_eq!(
+            second[&hour_of(a)][0],
+            first[&hour_of(a)][0],
+            "a1 not copied"
+        );
+        assert_eq!(second[&hour_of(c)], first[&hour_of(c)], "c1 not copied");
+        assert_eq!(
+            file_ids(held),
+            [vec!["b1", "b2", "b3"], vec!["d4", "d5", "d6"]],
+            "the hours written with the second batch"
+        );
+
+        // `a` grows dense too: of the three rows the first copy made, only c1 is still held, so
+        // it is copied again rather than keeping the other two in memory.
+        push(
+            &mut again,
+            &n,
+            3,
+            &[("a3", a), ("d7", dense), ("d8", dense), ("d9", dense)],
+        );
+        let third = again.take_sparse_hours(2, 10).unwrap().expect("c");
+        assert_ne!(held_storage(&third)[&hour_of(c)], first[&hour_of(c)]);
+        assert_eq!(file_ids(third), [vec!["c1"]]);
+        assert_eq!(
+            file_ids(again),
+            [vec!["a1", "a2", "a3"], vec!["d7", "d8", "d9"]]
+        );
+    }
+
+    fn hour_of(time: &str) -> String {
+        hour_partition(time.parse().unwrap())
     }
 
     #[test]
