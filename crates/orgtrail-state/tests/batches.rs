@@ -402,3 +402,43 @@ async fn any_id_text_is_claimed_once_and_recognized_when_served_again() {
     let claimed = store.begin_batch(&s.id, "b2", &events, &[]).await.unwrap();
     assert_eq!(claimed, ["new:one"]);
 }
+
+#[tokio::test]
+async fn large_batches_claim_every_new_id_once_whatever_their_size() {
+    // Claims go a thousand at a time, then a hundred at a time: sizes on either side of those.
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let s = add(&store, "a").await;
+    let events = |from: usize, to: usize| -> Vec<EventKey> {
+        (from..to)
+            .map(|i| EventKey {
+                event_id: format!("e{i}"),
+                processed_at_ms: Some(i as i64 / 7),
+            })
+            .collect()
+    };
+    let ids =
+        |keys: &[EventKey]| -> Vec<String> { keys.iter().map(|k| k.event_id.clone()).collect() };
+    let mut from = 0;
+    for (n, size) in [1, 99, 100, 101, 999, 1000, 1001, 2345]
+        .into_iter()
+        .enumerate()
+    {
+        let batch = events(from, from + size);
+        let claimed = store
+            .begin_batch(&s.id, &format!("b{n}"), &batch, &[])
+            .await
+            .unwrap();
+        assert_eq!(claimed, ids(&batch), "a batch of {size}");
+        from += size;
+    }
+    // Served again among new events: only the new ones are claimed.
+    let again = events(from - 1500, from + 1234);
+    let claimed = store
+        .begin_batch(&s.id, "again", &again, &[])
+        .await
+        .unwrap();
+    assert_eq!(claimed, ids(&again[1500..]));
+    let stats = store.seen_stats(&s.id).await.unwrap();
+    assert_eq!(stats.seen_ids, (from + 1234) as u64);
+}
