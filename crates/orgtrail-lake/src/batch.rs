@@ -739,20 +739,7 @@ mod tests {
         assert_eq!(*n_rows, 2);
         let batches = write::decode(bytes.clone()).unwrap();
         assert_eq!(batches[0].schema(), table_schema(&schema));
-        let ids: Vec<String> = batches
-            .iter()
-            .flat_map(|b| {
-                let col = b.column_by_name("id").unwrap();
-                let col = col
-                    .as_any()
-                    .downcast_ref::<::arrow::array::StringArray>()
-                    .unwrap();
-                col.iter()
-                    .map(|v| v.unwrap().to_owned())
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        assert_eq!(ids, ["a1", "a4"]);
+        assert_eq!(ids_in(&batches), ["a1", "a4"]);
     }
 
     #[test]
@@ -810,6 +797,23 @@ mod tests {
             .collect()
     }
 
+    /// The `id` of every row of `batches`, in order.
+    fn ids_in(batches: &[RecordBatch]) -> Vec<String> {
+        batches
+            .iter()
+            .flat_map(|b| {
+                let col = b.column_by_name("id").unwrap();
+                let col = col
+                    .as_any()
+                    .downcast_ref::<::arrow::array::StringArray>()
+                    .unwrap();
+                col.iter()
+                    .map(|v| v.unwrap().to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     /// The ids each file of the buffer holds, in order, once encoded.
     fn file_ids(buffer: BatchBuffer) -> Vec<Vec<String>> {
         let (_dir, location) = lake_dir();
@@ -817,22 +821,7 @@ mod tests {
         let (files, _, _) = encoded.finish(&location, &Keep::All).unwrap();
         files
             .into_iter()
-            .map(|(_, bytes, _)| {
-                write::decode(bytes)
-                    .unwrap()
-                    .iter()
-                    .flat_map(|b| {
-                        let col = b.column_by_name("id").unwrap();
-                        let col = col
-                            .as_any()
-                            .downcast_ref::<::arrow::array::StringArray>()
-                            .unwrap();
-                        col.iter()
-                            .map(|v| v.unwrap().to_owned())
-                            .collect::<Vec<_>>()
-                    })
-                    .collect()
-            })
+            .map(|(_, bytes, _)| ids_in(&write::decode(bytes).unwrap()))
             .collect()
     }
 
