@@ -330,10 +330,7 @@ pub fn encode_batches(batches: &[RecordBatch], log_type: &str) -> Result<Bytes, 
     };
     let schema = file_schema(first.schema_ref())?;
     let props = writer_properties(log_type, &schema, batches);
-    // Room for most files at once (the simulator's events take about 190 bytes a row, and a file
-    // 20 KB at least), so that the buffer does not grow (copying the file) while it is written.
-    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    let mut buf = Vec::with_capacity((32 << 10) + rows * 256);
+    let mut buf = Vec::new();
     let mut writer = ArrowWriter::try_new_with_options(
         &mut buf,
         first.schema(),
