@@ -26,41 +26,9 @@ use crate::store::StateStore;
 /// `seen.at_ms` of an event without `processedAt` (never pruned: it has no age).
 const NO_PROCESSED_AT: i64 = -1;
 
-/// Events claimed per statement, as bound values (a JSON object expanded by `json_each` cost
-/// SQLite a parse and a conversion per event): [`CLAIM_ROWS`] at a time, then [`CLAIM_TAIL_ROWS`]
-/// at a time, the last statement filled up by repeating the last event (claimed once: the repeats
-/// conflict). Two statements of fixed sizes stay prepared; one for each size left over was
-/// prepared for every batch (a few million instructions for a few hundred rows).
-const CLAIM_ROWS: usize = 1000;
-const CLAIM_TAIL_ROWS: usize = 100;
-
-/// The statement claiming `rows` events, one pair of parameters each (processedAt, id) after the
-/// source's key and the batch's sequence number. Anonymous parameters: for each numbered one,
-/// SQLite looks its name up in a list of all of them.
-fn claim_sql(rows: usize) -> &'static str {
-    fn build(rows: usize) -> String {
-        let mut sql = String::from(
-            "INSERT INTO seen (source_key, at_ms, event_id, batch_seq) \
-             SELECT ?, column1, column2, ? FROM (VALUES ",
-        );
-        for r in 0..rows {
-            sql.push_str(if r == 0 { "(?,?)" } else { ",(?,?)" });
-        }
-        sql.push_str(") WHERE true ON CONFLICT (source_key, at_ms, event_id) DO NOTHING");
-        sql
-    }
-    static FULL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    static TAIL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    if rows == CLAIM_ROWS {
-        FULL.get_or_init(|| build(CLAIM_ROWS))
-    } else {
-        TAIL.get_or_init(|| build(CLAIM_TAIL_ROWS))
-    }
-}
-
-/// `{"id": processedAt, ...}`: keys `begin_batch` looks up with `json_each` (when some were claimed
-/// before), as one JSON object, in the order given. An id may appear twice (served again with
-/// another processedAt): `json_each` keeps repeated member names.
+/// `{"id": processedAt, ...}`: the keys `begin_batch` claims, as one JSON object, in the order
+/// given. An id may appear twice (served again with another processedAt): SQLite's `json_each`
+/// keeps repeated member names.
 fn keys_json(keys: &[(i64, &str)]) -> String {
     use std::fmt::Write as _;
     let mut out = String::with_capacity(2 + keys.len() * 56);
@@ -816,9 +784,13 @@ impl StateStore for SqliteStore {
         let now = now_ms();
         let files_json = serde_json::to_string(files)
             .map_err(|e| StateError::InvalidArgument(format!("batch files: {e}")))?;
-        // Claimed in key order: an event is recognized by its processedAt and id (what the API
-        // serves again is the same event, with the processedAt it had), and keys follow the
-        // stream's order, so claims append to the index instead of landing on random pages.
+        // One statement claims every event: a JSON object of id: processedAt members, expanded by
+        // SQLite, in key order. An event is recognized by its processedAt and id (what the API serves
+        // again is the same event, with the processedAt it had); keys follow the stream's order, so
+        // claims append to the index instead of landing on random pages. Members, not [processedAt,
+        // id] pairs or "processedAt:id" strings: `json_each` gives a member's name and value as
+        // they are, where a pair costs parsing twice and a string splitting (`substr`, `instr`,
+        // a cast) per event.
         let mut keys: Vec<(i64, &str)> = events
             .iter()
             .map(|e| {
@@ -830,6 +802,7 @@ impl StateStore for SqliteStore {
             .collect();
         keys.sort_unstable();
         keys.dedup();
+        let keys_json = keys_json(&keys);
         let mut tx = self.begin("beginning a lake batch").await?;
         Self::require_source(&mut tx, source_id).await?;
         let seq: i64 = sqlx::query_scalar(
@@ -854,31 +827,23 @@ impl StateStore for SqliteStore {
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(StateError::db("numbering a source's claims"))?;
-        let mut inserted = 0;
-        let full = keys.len() / CLAIM_ROWS * CLAIM_ROWS;
-        let (head, tail) = keys.split_at(full);
-        for (chunk, rows) in head
-            .chunks(CLAIM_ROWS)
-            .map(|c| (c, CLAIM_ROWS))
-            .chain(tail.chunks(CLAIM_TAIL_ROWS).map(|c| (c, CLAIM_TAIL_ROWS)))
-        {
-            let mut claim = sqlx::query(claim_sql(rows)).bind(source_key).bind(seq);
-            for i in 0..rows {
-                let (at, id) = chunk[i.min(chunk.len() - 1)];
-                claim = claim.bind(at).bind(id);
-            }
-            inserted += claim
-                .execute(&mut *tx)
-                .await
-                .map_err(StateError::db("claiming event ids"))?
-                .rows_affected();
-        }
+        let inserted = sqlx::query(
+            "INSERT INTO seen (source_key, at_ms, event_id, batch_seq) \
+             SELECT ?1, value, key, ?2 FROM json_each(?3) WHERE true \
+             ON CONFLICT (source_key, at_ms, event_id) DO NOTHING",
+        )
+        .bind(source_key)
+        .bind(seq)
+        .bind(&keys_json)
+        .execute(&mut *tx)
+        .await
+        .map_err(StateError::db("claiming event ids"))?
+        .rows_affected();
         // Usually every event is new; otherwise ask which ones were stored before (few, and
         // returning them is cheaper than returning every claimed id).
         let stored_before: foldhash::HashSet<String> = if inserted as usize == keys.len() {
             foldhash::HashSet::default()
         } else {
-            let keys_json = keys_json(&keys);
             sqlx::query_scalar(
                 "SELECT s.event_id FROM json_each(?3) AS j JOIN seen AS s \
                  ON s.source_key = ?1 \
