@@ -27,9 +27,6 @@ use crate::write::{
 };
 use crate::{Lake, LakeError};
 
-/// Parts of fewer rows are concatenated before they are encoded.
-const SMALL_PART_ROWS: usize = 256;
-
 /// Suffix of a batch file written but not yet published.
 pub const PENDING_SUFFIX: &str = ".pending";
 
@@ -50,10 +47,6 @@ struct Part {
     idx: Vec<u32>,
     /// This slice's share of the memory of the page's batch it shares buffers with.
     memory: usize,
-    /// For rows held over from an earlier batch ([`BatchBuffer::take_sparse_hours`]): the number
-    /// of rows of the record batch they were copied into, shared by its slices. `None` for a
-    /// page's slice.
-    held: Option<Arc<usize>>,
 }
 
 /// Rows of one log type and classification failures, buffered for one lake batch.
@@ -195,7 +188,6 @@ impl BatchBuffer {
                 batch: slice,
                 idx,
                 memory,
-                held: None,
             });
         }
         for key in &keys {
@@ -294,61 +286,41 @@ impl BatchBuffer {
         for (i, _) in &mut self.failures {
             *i = renumber[*i as usize];
         }
-        // The rows pages brought are copied into one record batch for all held hours, sliced per
-        // hour (many one-row batches cost more memory than their rows, one concatenation per hour
-        // more time). Rows held before stay in the batch they were copied into (a late event may
-        // be held for dozens of batches), unless more than half of the rows of the batches they
-        // share were written since: those batches would keep them in memory.
-        let carried: Vec<&Part> = moved
+        // One record batch for every held hour, sliced per hour: many one-row batches would cost
+        // more memory than their rows, and one concatenation per hour costs more time. (Keeping
+        // the rows held before where they were, instead of copying them again at every flush,
+        // kept dozens of small batches alive: about 5 MB more peak memory for 1,000,000 events.)
+        let parts: Vec<&RecordBatch> = moved
             .iter()
-            .flat_map(|(_, parts)| parts.iter().filter(|p| p.held.is_some()))
+            .flat_map(|(_, parts)| parts.iter().map(|p| &p.batch))
             .collect();
-        let mut origins: Vec<&Arc<usize>> =
-            carried.iter().filter_map(|p| p.held.as_ref()).collect();
-        origins.sort_unstable_by_key(|o| Arc::as_ptr(o));
-        origins.dedup_by_key(|o| Arc::as_ptr(o));
-        let pinned: usize = origins.iter().map(|o| ***o).sum();
-        let carried_rows: usize = carried.iter().map(|p| p.batch.num_rows()).sum();
-        let copy_all = pinned > 2 * carried_rows;
-        let copied = |p: &Part| copy_all || p.held.is_none();
-        let copies: Vec<&RecordBatch> = moved
-            .iter()
-            .flat_map(|(_, parts)| parts.iter().filter(|p| copied(p)).map(|p| &p.batch))
-            .collect();
-        let batch = match copies.as_slice() {
-            // Arrow's concatenation of one batch is a slice of it, which would keep all of it.
+        let batch = match parts.as_slice() {
+            // Arrow's concatenation of one batch is a slice of it, which would keep all of it
+            // (a whole page) for as long as the rows are held.
             [one] => ::arrow::compute::take_record_batch(
                 one,
                 &UInt32Array::from_iter_values(0..one.num_rows() as u32),
             )?,
-            _ => ::arrow::compute::concat_batches(&self.arrow, copies)?,
+            _ => ::arrow::compute::concat_batches(&self.arrow, parts)?,
         };
         let used = slice_memory(&batch);
         let all_rows = batch.num_rows().max(1);
-        let origin = Arc::new(batch.num_rows());
         let mut start = 0;
         for (hour, parts) in moved {
-            let mut kept = Vec::with_capacity(parts.len());
-            let (mut rows, mut idx) = (0, Vec::new());
-            for mut part in parts {
-                part.idx.iter_mut().for_each(|i| *i = renumber[*i as usize]);
-                if copied(&part) {
-                    rows += part.batch.num_rows();
-                    idx.extend(part.idx);
-                } else {
-                    kept.push(part);
-                }
-            }
-            if rows > 0 {
-                kept.push(Part {
+            let rows = hour_rows(&parts);
+            let idx = parts
+                .iter()
+                .flat_map(|p| p.idx.iter().map(|i| renumber[*i as usize]))
+                .collect();
+            held.rows.insert(
+                hour,
+                vec![Part {
                     batch: batch.slice(start, rows),
                     idx,
                     memory: used * rows / all_rows,
-                    held: Some(origin.clone()),
-                });
-                start += rows;
-            }
-            held.rows.insert(hour, kept);
+                }],
+            );
+            start += rows;
         }
         self.recount();
         held.recount();
@@ -403,22 +375,8 @@ impl BatchBuffer {
         let names = self.files(location, batch_id)?;
         let table = self.schema.table_name();
         let groups: Vec<(&String, &Vec<Part>)> = self.rows.iter().collect();
-        let small = |p: &Part| p.batch.num_rows() < SMALL_PART_ROWS;
         let encode_hour = |(hour, parts): &(&String, &Vec<Part>)| {
-            // Small parts (late events, held over from batch to batch or a page's few) are
-            // concatenated first: the Parquet writer's fixed cost per record batch and column is
-            // more than copying a few rows.
-            let mut batches: Vec<RecordBatch> = Vec::with_capacity(parts.len());
-            for run in parts.chunk_by(|a, b| small(a) == small(b)) {
-                if run.len() > 1 && small(&run[0]) {
-                    batches.push(::arrow::compute::concat_batches(
-                        &self.arrow,
-                        run.iter().map(|p| &p.batch),
-                    )?);
-                } else {
-                    batches.extend(run.iter().map(|p| p.batch.clone()));
-                }
-            }
+            let batches: Vec<RecordBatch> = parts.iter().map(|p| p.batch.clone()).collect();
             Ok(EncodedFile {
                 path: file_path(location, &table, hour, batch_id),
                 bytes: encode_batches(&batches, &self.schema.name)?,
@@ -826,85 +784,39 @@ mod tests {
     }
 
     #[test]
-    fn rows_held_over_again_are_not_copied_again_until_most_of_their_batch_is_written() {
+    fn held_rows_are_copied_out_of_their_page_and_every_row_is_written_once() {
         let (_, n, mut buffer) = audit();
         let dense = "2025-06-02T10:15:00Z";
-        let (a, b, c) = (
-            "2025-06-01T03:00:00Z",
-            "2025-06-01T04:00:00Z",
-            "2025-06-01T05:00:00Z",
-        );
+        let (a, b) = ("2025-06-01T03:00:00Z", "2025-06-01T04:00:00Z");
         push(
             &mut buffer,
             &n,
             1,
-            &[
-                ("d1", dense),
-                ("a1", a),
-                ("b1", b),
-                ("c1", c),
-                ("d2", dense),
-                ("d3", dense),
-            ],
+            &[("d1", dense), ("a1", a), ("d2", dense), ("d3", dense)],
         );
-        let mut held = buffer.take_sparse_hours(2, 10).unwrap().expect("a, b, c");
-        let first = held_storage(&held);
-        assert_eq!(first.len(), 3);
-        assert!(
-            first
-                .values()
-                .all(|at| at.len() == 1 && at[0] == first[&hour_of(a)][0])
-        );
+        let page = held_storage(&buffer)[&hour_of(dense)].clone();
+        // One page's one late row: a copy, not a slice that would keep the whole page.
+        let mut held = buffer.take_sparse_hours(2, 10).unwrap().expect("a");
+        assert_ne!(held_storage(&held)[&hour_of(a)], page);
+        assert_eq!(file_ids(buffer), [vec!["d1", "d2", "d3"]]);
 
-        // The next page brings one more row of `a` and two of `b`: `a` and `c` are held again,
-        // `b` (three rows) is written. Held rows stay where they were; `a2` is copied.
+        // Held again with the next page's late rows; the page's dense hour is written.
         push(
             &mut held,
             &n,
             2,
             &[
-                ("b2", b),
+                ("b1", b),
                 ("d4", dense),
                 ("a2", a),
                 ("d5", dense),
-                ("b3", b),
+                ("b2", b),
                 ("d6", dense),
             ],
         );
-        let mut again = held.take_sparse_hours(2, 10).unwrap().expect("a and c");
-        let second = held_storage(&again);
-        assert_eq!(
-            second.keys().collect::<Vec<_>>(),
-            [&hour_of(a), &hour_of(c)]
-        );
-        assert_eq!(second[&hour_of(a)].len(), 2);
-        assert_eq!(
-            second[&hour_of(a)][0],
-            first[&hour_of(a)][0],
-            "a1 not copied"
-        );
-        assert_eq!(second[&hour_of(c)], first[&hour_of(c)], "c1 not copied");
-        assert_eq!(
-            file_ids(held),
-            [vec!["b1", "b2", "b3"], vec!["d4", "d5", "d6"]],
-            "the hours written with the second batch"
-        );
-
-        // `a` grows dense too: of the three rows the first copy made, only c1 is still held, so
-        // it is copied again rather than keeping the other two in memory.
-        push(
-            &mut again,
-            &n,
-            3,
-            &[("a3", a), ("d7", dense), ("d8", dense), ("d9", dense)],
-        );
-        let third = again.take_sparse_hours(2, 10).unwrap().expect("c");
-        assert_ne!(held_storage(&third)[&hour_of(c)], first[&hour_of(c)]);
-        assert_eq!(file_ids(third), [vec!["c1"]]);
-        assert_eq!(
-            file_ids(again),
-            [vec!["a1", "a2", "a3"], vec!["d7", "d8", "d9"]]
-        );
+        let again = held.take_sparse_hours(2, 10).unwrap().expect("a and b");
+        assert_eq!(file_ids(held), [vec!["d4", "d5", "d6"]]);
+        assert_eq!(file_ids(again), [vec!["a1", "a2"], vec!["b1", "b2"]]);
     }
 
     fn hour_of(time: &str) -> String {
