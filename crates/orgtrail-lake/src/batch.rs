@@ -287,9 +287,8 @@ impl BatchBuffer {
             *i = renumber[*i as usize];
         }
         // One record batch for every held hour, sliced per hour: many one-row batches would cost
-        // more memory than their rows, and one concatenation per hour costs more time. (Keeping
-        // the rows held before where they were, instead of copying them again at every flush,
-        // kept dozens of small batches alive: about 5 MB more peak memory for 1,000,000 events.)
+        // more memory than their rows, and one concatenation per hour costs more time. Rows held
+        // before are copied again too (see ARCHITECTURE.md: keeping them cost memory).
         let parts: Vec<&RecordBatch> = moved
             .iter()
             .flat_map(|(_, parts)| parts.iter().map(|p| &p.batch))
