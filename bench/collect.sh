@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Collector benchmark: N events from the simulator (rate limits off) into the lake with `orgtrail run
-# --once`: events/s and peak RSS of the optimized build (scripts/build-release: release + PGO). The
-# baseline in the same run is Grove 2.2.0 (bench/grove/grove.sh) collecting the same number of events
-# from the same simulator (the same binary's `sim`).
+# --once`: events/s and peak RSS. The baseline in the same run is Grove 2.2.0 (bench/grove/grove.sh)
+# collecting the same number of events from the same simulator.
 # orgtrail runs BENCH_RUNS times (3): a run takes seconds, and this machine's speed drifts by 10-15 %
 # over minutes, so one run can fall in a slow or a fast moment; the ratio uses the median run (each
 # run is printed) and the peak RSS is the largest. Grove's run takes minutes and averages the drift.
@@ -15,7 +14,8 @@ BASE=${BENCH_DIR:-/tmp/orgtrail-bench-collect}
 TARGET=${CARGO_TARGET_DIR:-target}
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
-BIN=$(CARGO_TARGET_DIR="$TARGET" scripts/build-release)
+cargo build --release -q -p orgtrail
+BIN="$TARGET/release/orgtrail"
 RUNS=${BENCH_RUNS:-3}
 RESULTS=""
 # Each run collects into a directory of its own, and all are deleted at the end (after Grove), not
@@ -43,7 +43,7 @@ print(r[len(r) // 2][0], max(m for _, m in r))")
 python3 -c "print(f'orgtrail (median of $RUNS runs): $N events in {float(\"$ELAPSED\"):.1f} s = {$N/float(\"$ELAPSED\"):,.0f} events/s, peak RSS {int(\"$RSS\")/1024:,.0f} MB (largest)')"
 if [ -z "${BENCH_SKIP_GROVE:-}" ]; then
   # grove.sh ends with 4 lines: the whole run (rate, peak RSS), collection only, requests, ground truth.
-  GROVE=$(BENCH_EVENTS="$N" BENCH_SIM_BIN="$BIN" bench/grove/grove.sh | tail -4)
+  GROVE=$(BENCH_EVENTS="$N" bench/grove/grove.sh | tail -4)
   echo "$GROVE"
   GROVE_RATE=$(echo "$GROVE" | grep -o '= [0-9.]* events/s' | head -1 | awk '{print $2}' || true)
   if [ -n "$GROVE_RATE" ]; then

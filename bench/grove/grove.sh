@@ -4,8 +4,7 @@
 #   bench/grove/grove.sh                      # N = 100,000
 #   BENCH_EVENTS=1000000 bench/grove/grove.sh
 # Env: BENCH_EVENTS (100000), BENCH_SEED (7), BENCH_OUTPUT (local_file | local_stdout),
-#      BENCH_KEEP=1 (keep the work dir), BENCH_SIM_BIN (the orgtrail binary to simulate with; default a
-#      release build), GROVE_BENCH_TARGET_DIR (cargo target dir, default
+#      BENCH_KEEP=1 (keep the work dir), GROVE_BENCH_TARGET_DIR (cargo target dir, default
 #      $CARGO_TARGET_DIR, else <repo>/target, as bench/collect.sh), GROVE_VENV (default ${XDG_CACHE_HOME:-$HOME/.cache}/orgtrail-grove-venv).
 # See bench/grove/README.md.
 set -euo pipefail
@@ -20,12 +19,9 @@ ORG=11111111-2222-3333-4444-555555555555
 KEY=bench-key
 GROVE_VERSION=2.2.0
 
-# 1. Simulator: `orgtrail sim`, the binary bench/collect.sh measured (BENCH_SIM_BIN), else a release build.
-SIM_BIN=${BENCH_SIM_BIN:-}
-if [ -z "$SIM_BIN" ]; then
-  (cd "$REPO" && CARGO_TARGET_DIR="$TARGET" cargo build --release -q -p orgtrail)
-  SIM_BIN="$TARGET/release/orgtrail"
-fi
+# 1. Simulator: `orgtrail sim` (release; the build bench/collect.sh made, when it ran first).
+(cd "$REPO" && CARGO_TARGET_DIR="$TARGET" cargo build --release -q -p orgtrail)
+SIM_BIN="$TARGET/release/orgtrail"
 
 # 2. Grove venv, created once and reused.
 if ! "$VENV/bin/python" -c "import grove.__about__ as a, sys; sys.exit(a.__version__ != '$GROVE_VERSION')" 2>/dev/null; then
