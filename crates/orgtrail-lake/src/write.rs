@@ -27,7 +27,7 @@ use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::arrow::{
     ARROW_SCHEMA_META_KEY, ArrowSchemaConverter, ArrowWriter, encode_arrow_schema,
 };
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{
     DEFAULT_DATA_PAGE_ROW_COUNT_LIMIT, DEFAULT_PAGE_SIZE, EnabledStatistics, WriterProperties,
 };
@@ -116,6 +116,13 @@ const ZSTD_LEVEL: i32 = 1;
 /// `lake compact` merges an hour's files, so its chunks are compressed once they grow past this.
 const COMPRESS_FROM_BYTES: usize = 32 << 10;
 
+/// Files of fewer rows (late events of an older hour, mostly) are written with the same choices
+/// for every column: uncompressed (see [`COMPRESS_FROM_BYTES`]), without dictionaries, with
+/// statistics. Per-column choices are kept in a map that the writer looks each column up in,
+/// several times, hashing its path: on a few rows that costs more than any choice saves, and
+/// over half of a collector's files are this small.
+const FEW_ROWS: usize = 64;
+
 fn writer_properties(
     log_type: &str,
     schema: &FileSchema,
@@ -124,18 +131,7 @@ fn writer_properties(
     // Level 1: zstd's fastest standard level; the files are barely bigger than at the default
     // level 3, and writing them costs much less CPU. It always exists: the constructor cannot fail.
     let zstd = Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL).unwrap_or_default());
-    let choices = ColumnChoices::of(&schema.parquet, batches);
-    // A page index (min/max per page) only helps a reader skip pages when a column chunk has
-    // several; below Parquet's page limits every chunk is one page, and the chunk's statistics
-    // say the same.
-    let statistics = if choices.one_page_per_chunk {
-        EnabledStatistics::Chunk
-    } else {
-        EnabledStatistics::Page
-    };
-    let mut props = WriterProperties::builder()
-        .set_compression(zstd)
-        .set_statistics_enabled(statistics)
+    let props = WriterProperties::builder()
         .set_max_row_group_row_count(Some(128 * 1024))
         .set_created_by(format!("orgtrail {}", env!("CARGO_PKG_VERSION")))
         .set_key_value_metadata(Some(vec![
@@ -149,11 +145,34 @@ fn writer_properties(
                 schema.arrow_encoded.clone(),
             ),
         ]));
+    if batches.iter().map(RecordBatch::num_rows).sum::<usize>() < FEW_ROWS {
+        // The same for every column, so the writer finds them without looking a column up.
+        return props
+            .set_compression(Compression::UNCOMPRESSED)
+            .set_dictionary_enabled(false)
+            .set_statistics_enabled(EnabledStatistics::Chunk)
+            .build();
+    }
+    let choices = ColumnChoices::of(&schema.parquet, batches);
+    // A page index (min/max per page) only helps a reader skip pages when a column chunk has
+    // several; below Parquet's page limits every chunk is one page, and the chunk's statistics
+    // say the same.
+    let statistics = if choices.one_page_per_chunk {
+        EnabledStatistics::Chunk
+    } else {
+        EnabledStatistics::Page
+    };
+    let mut props = props
+        .set_compression(zstd)
+        .set_statistics_enabled(statistics);
     for path in choices.uncompressed {
         props = props.set_column_compression(path, Compression::UNCOMPRESSED);
     }
     for path in choices.no_dictionary {
         props = props.set_column_dictionary_enabled(path, false);
+    }
+    for path in choices.prefix_encoded {
+        props = props.set_column_encoding(path, Encoding::DELTA_BYTE_ARRAY);
     }
     for path in choices.no_statistics {
         props = props.set_column_statistics_enabled(path, EnabledStatistics::None);
@@ -169,6 +188,10 @@ struct ColumnChoices {
     /// Values that look unique (ids, URLs with ids, times): a dictionary would hold every value once
     /// more and hash each one, for nothing.
     no_dictionary: Vec<ColumnPath>,
+    /// Unique strings that mostly repeat the one before them (URLs with ids, times as text): stored
+    /// as the length shared with the previous value and the rest (`DELTA_BYTE_ARRAY`), so zstd
+    /// compresses a fraction of their bytes.
+    prefix_encoded: Vec<ColumnPath>,
     /// Strings that are not all the same (ids, URLs, actions, names, addresses): a file holds an
     /// hour of events, so their minimum and maximum span about the whole range of values and would
     /// let a reader skip nothing, and finding them compares every value twice. Constant ones (the
@@ -184,7 +207,8 @@ const UNIQUE_SAMPLE: usize = 64;
 impl ColumnChoices {
     fn of(descr: &SchemaDescriptor, batches: &[RecordBatch]) -> ColumnChoices {
         let mut bytes = vec![0usize; descr.num_columns()];
-        // Per leaf, from the first batch: (looks unique, strings not all the same).
+        // Per leaf, from the first batch: (looks unique, strings not all the same, strings mostly
+        // repeating the one before).
         let mut sampled = Vec::new();
         for (i, batch) in batches.iter().enumerate() {
             let mut leaves = Vec::with_capacity(descr.num_columns());
@@ -202,7 +226,11 @@ impl ColumnChoices {
                     .map(|l| {
                         let l = l.as_ref();
                         let string = l.data_type() == &DataType::Utf8;
-                        (looks_unique(l), string && !looks_constant(l))
+                        (
+                            looks_unique(l),
+                            string && !looks_constant(l),
+                            string && shares_prefixes(l),
+                        )
                     })
                     .collect();
             }
@@ -214,12 +242,15 @@ impl ColumnChoices {
             ..ColumnChoices::default()
         };
         let paths = descr.columns().iter().map(|c| c.path());
-        for ((path, n), (unique, varied_strings)) in paths.zip(bytes).zip(sampled) {
+        for ((path, n), (unique, varied_strings, shared)) in paths.zip(bytes).zip(sampled) {
             if n < COMPRESS_FROM_BYTES {
                 choices.uncompressed.push(path.clone());
             }
             if unique {
                 choices.no_dictionary.push(path.clone());
+                if shared {
+                    choices.prefix_encoded.push(path.clone());
+                }
             }
             if varied_strings {
                 choices.no_statistics.push(path.clone());
@@ -290,6 +321,28 @@ fn looks_unique(array: &dyn Array) -> bool {
         ),
         _ => false,
     }
+}
+
+/// Whether the first [`UNIQUE_SAMPLE`] values of a string leaf share at least half of their bytes
+/// with the value before them.
+fn shares_prefixes(array: &dyn Array) -> bool {
+    let values = array
+        .as_string::<i32>()
+        .iter()
+        .flatten()
+        .take(UNIQUE_SAMPLE);
+    let (mut shared, mut total) = (0, 0);
+    let mut previous: &str = "";
+    for v in values {
+        shared += v
+            .bytes()
+            .zip(previous.bytes())
+            .take_while(|(a, b)| a == b)
+            .count();
+        total += v.len();
+        previous = v;
+    }
+    total > 0 && shared * 2 >= total
 }
 
 /// Whether the first [`UNIQUE_SAMPLE`] values of a string leaf are all the same (or missing).
@@ -705,6 +758,73 @@ mod tests {
             ]
         );
         assert_eq!(back, [batch]);
+    }
+
+    /// Each column's encodings, and the rows read back.
+    fn encodings_and_rows(bytes: Bytes) -> (Vec<Vec<Encoding>>, Vec<RecordBatch>) {
+        let reader = SerializedFileReader::new(bytes.clone()).unwrap();
+        let encodings = reader.metadata().row_group(0).columns().iter();
+        let encodings = encodings.map(|c| c.encodings().collect()).collect();
+        (encodings, codecs_and_rows(bytes).1)
+    }
+
+    #[test]
+    fn unique_strings_that_repeat_the_one_before_are_stored_as_prefix_and_rest() {
+        // 1,000 rows: URLs that differ in their last characters only, and hex strings of the same
+        // length that share nothing with their neighbour.
+        let rows = 1_000u64;
+        let hex = |i: u64| format!("{:016x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let schema = Arc::new(ArrowSchema::new(vec![
+            Field::new("url", DataType::Utf8, false),
+            Field::new("hex", DataType::Utf8, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from_iter_values((0..rows).map(|i| {
+                    format!("https://api.example.com/v1/events/{}", hex(i))
+                }))),
+                Arc::new(StringArray::from_iter_values((0..rows).map(hex))),
+            ],
+        )
+        .unwrap();
+        let (encodings, back) = encodings_and_rows(encode(&batch, "T").unwrap());
+        assert!(
+            encodings[0].contains(&Encoding::DELTA_BYTE_ARRAY),
+            "{encodings:?}"
+        );
+        assert!(
+            !encodings[1].contains(&Encoding::DELTA_BYTE_ARRAY),
+            "{encodings:?}"
+        );
+        assert_eq!(back, [batch]);
+    }
+
+    #[test]
+    fn files_of_few_rows_make_one_choice_for_every_column() {
+        // Unique ids and repeated words alike: uncompressed, no dictionary, statistics.
+        let batch = sparse_batch(FEW_ROWS - 1);
+        let bytes = encode(&batch, "T").unwrap();
+        let (codecs, _) = codecs_and_rows(bytes.clone());
+        assert!(
+            codecs.iter().all(|(_, c)| *c == Compression::UNCOMPRESSED),
+            "{codecs:?}"
+        );
+        let (encodings, back) = encodings_and_rows(bytes.clone());
+        let dictionary = [Encoding::RLE_DICTIONARY, Encoding::PLAIN_DICTIONARY];
+        assert!(
+            encodings.iter().flatten().all(|e| !dictionary.contains(e)),
+            "{encodings:?}"
+        );
+        let (stats, _) = statistics_and_page_index(bytes);
+        assert_eq!(stats, [true; 5]);
+        assert_eq!(back, [batch]);
+        // One row more: the per-column choices (dictionaries for the seven words).
+        let (encodings, _) = encodings_and_rows(encode(&sparse_batch(FEW_ROWS), "T").unwrap());
+        assert!(
+            encodings[4].contains(&Encoding::RLE_DICTIONARY),
+            "{encodings:?}"
+        );
     }
 
     /// Whether each column chunk of the file has statistics, and whether any has a column index
