@@ -128,9 +128,6 @@ fn writer_properties(
     schema: &FileSchema,
     batches: &[RecordBatch],
 ) -> WriterProperties {
-    // Level 1: zstd's fastest standard level; the files are barely bigger than at the default
-    // level 3, and writing them costs much less CPU. It always exists: the constructor cannot fail.
-    let zstd = Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL).unwrap_or_default());
     let props = WriterProperties::builder()
         .set_max_row_group_row_count(Some(128 * 1024))
         .set_created_by(format!("orgtrail {}", env!("CARGO_PKG_VERSION")))
@@ -162,6 +159,9 @@ fn writer_properties(
     } else {
         EnabledStatistics::Page
     };
+    // Level 1: zstd's fastest standard level; the files are barely bigger than at the default
+    // level 3, and writing them costs much less CPU. It always exists: the constructor cannot fail.
+    let zstd = Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL).unwrap_or_default());
     let mut props = props
         .set_compression(zstd)
         .set_statistics_enabled(statistics);
@@ -207,8 +207,8 @@ const UNIQUE_SAMPLE: usize = 64;
 impl ColumnChoices {
     fn of(descr: &SchemaDescriptor, batches: &[RecordBatch]) -> ColumnChoices {
         let mut bytes = vec![0usize; descr.num_columns()];
-        // Per leaf, from the first batch: (looks unique, strings not all the same, strings mostly
-        // repeating the one before).
+        // Per leaf, from the first batch: (looks unique, strings not all the same, unique strings
+        // mostly repeating the one before).
         let mut sampled = Vec::new();
         for (i, batch) in batches.iter().enumerate() {
             let mut leaves = Vec::with_capacity(descr.num_columns());
@@ -226,10 +226,11 @@ impl ColumnChoices {
                     .map(|l| {
                         let l = l.as_ref();
                         let string = l.data_type() == &DataType::Utf8;
+                        let unique = looks_unique(l);
                         (
-                            looks_unique(l),
+                            unique,
                             string && !looks_constant(l),
-                            string && shares_prefixes(l),
+                            unique && string && shares_prefixes(l),
                         )
                     })
                     .collect();
@@ -248,9 +249,9 @@ impl ColumnChoices {
             }
             if unique {
                 choices.no_dictionary.push(path.clone());
-                if shared {
-                    choices.prefix_encoded.push(path.clone());
-                }
+            }
+            if shared {
+                choices.prefix_encoded.push(path.clone());
             }
             if varied_strings {
                 choices.no_statistics.push(path.clone());
