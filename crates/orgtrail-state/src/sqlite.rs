@@ -804,7 +804,19 @@ impl StateStore for SqliteStore {
         keys.dedup();
         let keys_json = keys_json(&keys);
         let mut tx = self.begin("beginning a lake batch").await?;
-        Self::require_source(&mut tx, source_id).await?;
+        // Claims name their source by a small number (`source_keys`), not its id text: numbered
+        // on its first batch, and no number means no such source. One statement, not three (a
+        // count, an insert, a select): each is a round trip to the connection's thread, on the
+        // path that holds the writer lock.
+        let source_key: i64 = sqlx::query_scalar(
+            "INSERT INTO source_keys (source_id) SELECT id FROM sources WHERE id = ?1 \
+             ON CONFLICT (source_id) DO UPDATE SET source_id = excluded.source_id RETURNING key",
+        )
+        .bind(source_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(StateError::db("numbering a source's claims"))?
+        .ok_or_else(|| StateError::SourceNotFound(source_id.to_owned()))?;
         let seq: i64 = sqlx::query_scalar(
             "INSERT INTO lake_batches (batch_id, source_id, created_at_ms, files) VALUES (?1, ?2, ?3, ?4) RETURNING seq",
         )
@@ -815,18 +827,6 @@ impl StateStore for SqliteStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(StateError::db("recording a lake batch"))?;
-        // Claims name their source by a small number (`source_keys`), not its id text.
-        sqlx::query("INSERT INTO source_keys (source_id) VALUES (?1) ON CONFLICT DO NOTHING")
-            .bind(source_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(StateError::db("numbering a source's claims"))?;
-        let source_key: i64 =
-            sqlx::query_scalar("SELECT key FROM source_keys WHERE source_id = ?1")
-                .bind(source_id)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(StateError::db("numbering a source's claims"))?;
         let inserted = sqlx::query(
             "INSERT INTO seen (source_key, at_ms, event_id, batch_seq) \
              SELECT ?1, value, key, ?2 FROM json_each(?3) WHERE true \
