@@ -25,6 +25,7 @@ use orgtrail_lake::{
 use orgtrail_schema::{Normalizer, Schema, Verdict};
 use orgtrail_state::{
     Checkpoint, EventKey, ExposeSecret, RunRecord, RunStatus, Source, StateError, StateStore,
+    WriterLock,
 };
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
@@ -623,10 +624,49 @@ impl Engine {
             }
             Ok::<_, EngineError>(())
         };
-        let write = async {
-            let mut encoded_rx = encoded_rx;
+        // The writer in two stages, so that the claim and the pending files of a batch overlap
+        // the commit of the one before it: each stage is a chain of round trips (SQLite's thread,
+        // the blocking pool, fsync), and the writer is the stage the others wait for. Both hold
+        // the source's writer lock, taken for up to `LOCK_BATCHES` batches in a row and released
+        // when the last batch staged under it is committed, so no other writer's recovery sees a
+        // batch of this walk in flight, and a backfill and the daemon still take turns.
+        let (staged_tx, staged_rx) = tokio::sync::mpsc::channel::<Staged>(1);
+        let stage = async {
+            let (mut encoded_rx, staged_tx) = (encoded_rx, staged_tx);
+            let mut lock: Option<(Arc<WriterLock>, usize)> = None;
             while let Some((batch, saved)) = encoded_rx.recv().await {
-                let written = self.write_batch(w.source, batch, saved.as_ref()).await?;
+                let staged = match batch {
+                    None => Staged::Checkpoint(saved),
+                    Some(batch) => {
+                        let (held, n) = match lock.take() {
+                            Some((held, n)) if n < LOCK_BATCHES => (held, n + 1),
+                            // Let go first: the lock is free once the commit stage is done
+                            // with every batch staged under it, and then nothing of this walk
+                            // is in flight for the recovery to see.
+                            done => {
+                                drop(done);
+                                let held = Arc::new(self.store.lock_writer(&w.source.id).await?);
+                                self.recover_locked(w.source).await?;
+                                (held, 1)
+                            }
+                        };
+                        let staged = self
+                            .stage_batch(w.source, batch, saved, held.clone())
+                            .await?;
+                        lock = Some((held, n));
+                        staged
+                    }
+                };
+                if staged_tx.send(staged).await.is_err() {
+                    return Ok(()); // the commit stage failed: its error is the walk's
+                }
+            }
+            Ok::<_, EngineError>(())
+        };
+        let commit = async {
+            let mut staged_rx = staged_rx;
+            while let Some(staged) = staged_rx.recv().await {
+                let written = self.commit_staged(w.source, staged).await?;
                 let mut r = report
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -638,8 +678,9 @@ impl Engine {
             }
             Ok::<_, EngineError>(())
         };
-        let ((), processed, encoded, written) = tokio::join!(fetch, process, encode, write);
-        written.and(encoded).and(processed)
+        let ((), processed, encoded, staged, committed) =
+            tokio::join!(fetch, process, encode, stage, commit);
+        committed.and(staged).and(encoded).and(processed)
     }
 
     /// Before a batch is written: moves the hours with few rows (late events) back into the buffer
@@ -725,24 +766,17 @@ impl Engine {
         })))
     }
 
-    /// Writes an encoded buffer to the lake as one batch (the protocol in `orgtrail-state`'s
-    /// `StateStore`), advancing the checkpoint with it when given. No batch (an empty buffer) only
-    /// saves the checkpoint.
-    async fn write_batch(
+    /// The first half of writing an encoded buffer to the lake as one batch (the protocol in
+    /// `orgtrail-state`'s `StateStore`), under the source's writer lock `lock`: claims its events
+    /// and writes the files of those it keeps as pending files. [`Engine::commit_staged`] commits
+    /// it, advancing the checkpoint `ckpt` with it when given, and publishes the files.
+    async fn stage_batch(
         &self,
         source: &Source,
-        batch: Option<EncodedBatch>,
-        ckpt: Option<&Checkpoint>,
-    ) -> Result<CycleReport, EngineError> {
-        let mut report = CycleReport::default();
-        let Some(batch) = batch else {
-            if let Some(c) = ckpt {
-                self.store.save_checkpoint(&source.id, c).await?;
-            }
-            return Ok(report);
-        };
-        let _lock = self.store.lock_writer(&source.id).await?;
-        self.recover_locked(source).await?;
+        batch: EncodedBatch,
+        ckpt: Option<Checkpoint>,
+        lock: Arc<WriterLock>,
+    ) -> Result<Staged, EngineError> {
         let batch_id = batch.batch_id().to_owned();
         let files = batch.files().to_vec();
         let keys: Vec<EventKey> = batch
@@ -757,8 +791,7 @@ impl Engine {
             .store
             .begin_batch(&source.id, &batch_id, &keys, &files)
             .await?;
-        report.duplicates += (keys.len() - claimed.len()) as u64;
-        report.new_events += claimed.len() as u64;
+        let (events, new_events) = (keys.len(), claimed.len());
         // Each id is claimed once: as many claimed as keys means every event is new.
         let keep = if claimed.len() == keys.len() {
             Keep::All
@@ -766,18 +799,50 @@ impl Engine {
             Keep::Only(claimed.into_iter().collect())
         };
         let written = self.lake.write_pending(batch, keep).await?;
+        Ok(Staged::Batch(StagedBatch {
+            batch_id,
+            files,
+            events,
+            new_events,
+            rows: written.rows,
+            failures: written.failures,
+            ckpt,
+            _lock: lock,
+        }))
+    }
+
+    /// The second half of [`Engine::stage_batch`]: commits the batch (and the checkpoint), then
+    /// publishes its files. A checkpoint alone (an empty buffer) is only saved.
+    async fn commit_staged(
+        &self,
+        source: &Source,
+        staged: Staged,
+    ) -> Result<CycleReport, EngineError> {
+        let b = match staged {
+            Staged::Checkpoint(ckpt) => {
+                if let Some(c) = ckpt {
+                    self.store.save_checkpoint(&source.id, &c).await?;
+                }
+                return Ok(CycleReport::default());
+            }
+            Staged::Batch(b) => b,
+        };
         self.store
-            .commit_batch(&batch_id, written.rows + written.failures, ckpt)
+            .commit_batch(&b.batch_id, b.rows + b.failures, b.ckpt.as_ref())
             .await?;
-        self.lake.publish(&files).await?;
-        self.store.finish_batch(&batch_id).await?;
-        report.rows_written += written.rows;
-        report.failures_written += written.failures;
+        self.lake.publish(&b.files).await?;
+        self.store.finish_batch(&b.batch_id).await?;
         self.observer.batch_written(
             source,
-            &observe::BatchWritten::new(keys.len(), written.rows, written.failures),
+            &observe::BatchWritten::new(b.events, b.rows, b.failures),
         ); // hook: health/alarms/metrics
-        Ok(report)
+        Ok(CycleReport {
+            duplicates: (b.events - b.new_events) as u64,
+            new_events: b.new_events as u64,
+            rows_written: b.rows,
+            failures_written: b.failures,
+            ..CycleReport::default()
+        })
     }
 
     /// Collects what is missing since `since` without touching the source's cursor: events already
@@ -897,6 +962,32 @@ struct Normalizing {
 type NormalizeTask = std::pin::Pin<
     Box<dyn Future<Output = Result<Result<FinishedPage, EngineError>, &'static str>> + Send>,
 >;
+
+/// How many batches a walk writes in a row under one take of the source's writer lock (a
+/// backfill and the daemon take turns every so many batches).
+const LOCK_BATCHES: usize = 8;
+
+/// A lake batch between the two writer stages of a walk.
+enum Staged {
+    /// An empty buffer: only its checkpoint, saved in turn.
+    Checkpoint(Option<Checkpoint>),
+    Batch(StagedBatch),
+}
+
+/// A batch claimed and written as pending files, waiting for its commit.
+struct StagedBatch {
+    batch_id: String,
+    files: Vec<String>,
+    /// Events in the batch, and how many of them were new (claimed by it).
+    events: usize,
+    new_events: usize,
+    rows: u64,
+    failures: u64,
+    /// The checkpoint its commit saves (the daemon's walk).
+    ckpt: Option<Checkpoint>,
+    /// Held until the batch is committed and published.
+    _lock: Arc<WriterLock>,
+}
 
 /// How many batches in a row may hold sparse hours back (see `Engine::hold_sparse_hours`).
 const MAX_HOLDS: u32 = 32;
