@@ -529,7 +529,7 @@ impl Lake {
             .into_iter()
             .map(|(path, bytes, n)| (pending_path(&path), bytes, n))
             .collect();
-        let mut written = write::store(&self.location, pending).await?;
+        let mut written = write::store_as(&self.location, pending, true).await?;
         for f in &mut written {
             f.path.truncate(f.path.len() - PENDING_SUFFIX.len());
         }

@@ -120,10 +120,26 @@ impl Location {
 
     /// Writes a whole object atomically and, on local disk, durably.
     pub async fn put(&self, path: &Path, bytes: Bytes) -> Result<(), LakeError> {
+        self.put_as(path, bytes, durable_write).await
+    }
+
+    /// Writes a whole object that no reader lists (a `.pending` file, renamed once its batch is
+    /// committed), durably on local disk, without the temporary file and rename of
+    /// [`Location::put`]: a crash can leave it cut short only in a batch that was never committed.
+    pub async fn put_unlisted(&self, path: &Path, bytes: Bytes) -> Result<(), LakeError> {
+        self.put_as(path, bytes, durable_write_unlisted).await
+    }
+
+    async fn put_as(
+        &self,
+        path: &Path,
+        bytes: Bytes,
+        write: fn(&FsPath, &[u8]) -> std::io::Result<()>,
+    ) -> Result<(), LakeError> {
         match &self.local_root {
             Some(_) => {
                 let fs_path = PathBuf::from(format!("/{path}"));
-                tokio::task::spawn_blocking(move || durable_write(&fs_path, &bytes))
+                tokio::task::spawn_blocking(move || write(&fs_path, &bytes))
                     .await
                     .map_err(|e| LakeError::Io(format!("write task failed: {e}")))?
                     .map_err(|e| LakeError::Io(format!("cannot write {path}: {e}")))
@@ -172,6 +188,21 @@ impl Location {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// Straight to its name → fsync → fsync directory, for an object no reader lists until it is
+/// renamed (a batch's `.pending` file): a file a crash cuts short belongs to a batch that was not
+/// committed, whose files the recovery deletes, so it needs no temporary name.
+fn durable_write_unlisted(path: &FsPath, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(FsPath::new("/"));
+    if !dir.is_dir() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// temp file → fsync → rename → fsync directory: the file appears whole or not at all, and stays.

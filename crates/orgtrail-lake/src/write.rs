@@ -537,11 +537,25 @@ pub(crate) fn file_path(location: &Location, table: &str, hour: &str, batch_id: 
 
 /// Stores encoded files (a few at a time); each appears whole or not at all.
 pub async fn store(location: &Location, files: Encoded) -> Result<Vec<WrittenFile>, LakeError> {
+    store_as(location, files, false).await
+}
+
+/// [`store`] for files no reader lists (`unlisted`: a batch's `.pending` files, see
+/// [`Location::put_unlisted`]).
+pub(crate) async fn store_as(
+    location: &Location,
+    files: Encoded,
+    unlisted: bool,
+) -> Result<Vec<WrittenFile>, LakeError> {
     use futures::stream::{self, StreamExt, TryStreamExt};
     stream::iter(files)
         .map(|(path, bytes, rows)| async move {
             let len = bytes.len();
-            location.put(&path, bytes).await?;
+            if unlisted {
+                location.put_unlisted(&path, bytes).await?;
+            } else {
+                location.put(&path, bytes).await?;
+            }
             Ok::<_, LakeError>(WrittenFile {
                 path: path.to_string(),
                 rows,
