@@ -626,10 +626,11 @@ impl Engine {
         };
         // The writer in two stages, so that the claim and the pending files of a batch overlap
         // the commit of the one before it: each stage is a chain of round trips (SQLite's thread,
-        // the blocking pool, fsync), and the writer is the stage the others wait for. Both hold
-        // the source's writer lock, taken for up to `LOCK_BATCHES` batches in a row and released
-        // when the last batch staged under it is committed, so no other writer's recovery sees a
-        // batch of this walk in flight, and a backfill and the daemon still take turns.
+        // the blocking pool, fsync), and as one stage the writer was the one the others waited
+        // for. Both hold the source's writer lock, taken for up to `LOCK_BATCHES` batches in a row
+        // and released when the last batch staged under it is committed, so no other writer's
+        // recovery sees a batch of this walk in flight, and a backfill and the daemon still take
+        // turns.
         let (staged_tx, staged_rx) = tokio::sync::mpsc::channel::<Staged>(1);
         let stage = async {
             let (mut encoded_rx, staged_tx) = (encoded_rx, staged_tx);

@@ -1,8 +1,9 @@
 //! Where the lake lives: a local directory or an S3-compatible bucket, through `object_store` for
 //! both. Two things are added on top:
 //!
-//! - local writes are durable (temp file → fsync → rename → fsync directory); `object_store`'s
-//!   local put renames but does not fsync;
+//! - local writes are durable (temp file → fsync → rename → fsync directory; a batch's `.pending`
+//!   files, which no reader lists, skip the temporary name); `object_store`'s local put renames but
+//!   does not fsync;
 //! - [`LakeView`], the store queries read through, applies compaction manifests while listing, so a
 //!   reader never sees both a compacted file and the files it replaces (see `compact.rs`).
 
@@ -190,32 +191,40 @@ impl Location {
     }
 }
 
-/// Straight to its name → fsync → fsync directory, for an object no reader lists until it is
-/// renamed (a batch's `.pending` file): a file a crash cuts short belongs to a batch that was not
-/// committed, whose files the recovery deletes, so it needs no temporary name.
-fn durable_write_unlisted(path: &FsPath, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
+/// The directory of `path`, created when missing (checked first: a `mkdir` that finds the directory
+/// costs more than a `stat`).
+fn dir_of(path: &FsPath) -> std::io::Result<&FsPath> {
     let dir = path.parent().unwrap_or(FsPath::new("/"));
     if !dir.is_dir() {
         std::fs::create_dir_all(dir)?;
     }
+    Ok(dir)
+}
+
+/// Creates (or truncates) `path` with `bytes`, flushed to disk.
+fn write_synced(path: &FsPath, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
     let mut f = std::fs::File::create(path)?;
     f.write_all(bytes)?;
-    f.sync_all()?;
+    f.sync_all()
+}
+
+/// Straight to its name → fsync → fsync directory, for an object no reader lists until it is
+/// renamed (a batch's `.pending` file): a file a crash cuts short belongs to a batch that was not
+/// committed, whose files the recovery deletes, so it needs no temporary name.
+fn durable_write_unlisted(path: &FsPath, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = dir_of(path)?;
+    write_synced(path, bytes)?;
     std::fs::File::open(dir)?.sync_all()
 }
 
 /// temp file → fsync → rename → fsync directory: the file appears whole or not at all, and stays.
 fn durable_write(path: &FsPath, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(FsPath::new("/"));
-    std::fs::create_dir_all(dir)?;
+    let dir = dir_of(path)?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
+        write_synced(&tmp, bytes)?;
         std::fs::rename(&tmp, path)?;
         std::fs::File::open(dir)?.sync_all()
     })();
