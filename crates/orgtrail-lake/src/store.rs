@@ -127,7 +127,7 @@ impl Location {
     /// Writes a whole object that no reader lists (a `.pending` file, renamed once its batch is
     /// committed), durably on local disk, without the temporary file and rename of
     /// [`Location::put`]: a crash can leave it cut short only in a batch that was never committed.
-    pub async fn put_unlisted(&self, path: &Path, bytes: Bytes) -> Result<(), LakeError> {
+    pub(crate) async fn put_unlisted(&self, path: &Path, bytes: Bytes) -> Result<(), LakeError> {
         self.put_as(path, bytes, durable_write_unlisted).await
     }
 
