@@ -21,11 +21,11 @@ RUNS=${BENCH_RUNS:-3}
 RESULTS=""
 # Grove runs first, each run collects into a directory of its own, and nothing is deleted until the
 # end (then synced): this file system (ext4 without a journal) skips inodes deleted in the last
-# minute (five, while the inode tables are not written back) when it creates files, so files
-# deleted just before a run slow that run's file creation: up to 3 % of its CPU time in
-# `__ext4_new_inode` (perf, `recently_deleted` reading inode tables), as when one benchmark followed
-# another that had just deleted its 5,000 files. Grove's two-minute run puts that window behind the orgtrail runs; its work dir is
-# kept under $BASE.
+# minute (five, while the inode tables are not written back) when it creates files, so files deleted
+# just before a run slow that run's file creation: up to 3 % of its CPU time in `__ext4_new_inode`
+# (perf, `recently_deleted` reading inode tables), as when one benchmark followed another that had
+# just deleted its 5,000 files. Grove's two-minute run puts that window behind the orgtrail runs
+# (not with BENCH_SKIP_GROVE); its work dir is kept under $BASE.
 rm -rf "$BASE"
 mkdir -p "$BASE"
 sync
